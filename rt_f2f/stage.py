@@ -102,12 +102,24 @@ class Stage(ABC):
 class Pipeline:
     """Stages in a line, each on its own task, joined by bounded queues."""
 
-    def __init__(self, stages: Sequence[Stage], maxsize: int = 16, log: LatencyLog | None = None) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        maxsize: int = 16,
+        log: LatencyLog | None = None,
+        tap: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        """``tap(stage_name, frame)`` sees every frame every stage emits (captions, reports), in order."""
         self.stages = list(stages)
         self.maxsize = maxsize
         self.log = log or LatencyLog()
+        self.tap = tap
         for stage in self.stages:
             stage.log = self.log
+
+    def _emit(self, stage: Stage, frame: Any) -> None:
+        if self.tap is not None:
+            self.tap(stage.name, frame)
 
     async def run(self, source: AsyncIterable[Any]) -> AsyncIterator[Any]:
         queues = [asyncio.Queue(self.maxsize) for _ in range(len(self.stages) + 1)]
@@ -123,8 +135,10 @@ class Pipeline:
             try:
                 while (item := await inq.get()) is not _END:
                     async for out in stage.process(item):
+                        self._emit(stage, out)
                         await outq.put(out)
                 async for out in stage.flush():
+                    self._emit(stage, out)
                     await outq.put(out)
             finally:
                 await outq.put(_END)
