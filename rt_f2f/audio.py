@@ -59,9 +59,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds: f
                     chunks.append(arr)
                     total += arr.size
                 if total > limit:
-                    raise MediaError(
-                        f"{path}: longer than the {max_seconds / 3600:.0f} h limit", "split the recording"
-                    )
+                    raise MediaError(f"{path}: longer than the {max_seconds / 3600:.0f} h limit", "split the recording")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as exc:

@@ -8,7 +8,7 @@ measured at every hop and audio and video can be re-aligned at the end.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -139,7 +139,7 @@ class Caption:
         return self.start
 
 
-class ControlKind(str, Enum):
+class ControlKind(StrEnum):
     END_OF_SPEECH = "end_of_speech"
     FLUSH = "flush"
     INTERRUPTION = "interruption"

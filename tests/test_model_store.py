@@ -54,8 +54,22 @@ def server():
 
 
 def _registry(base: str, sha: str | None = None) -> dict[str, ModelSpec]:
-    url = ModelSpec("url-model", "test", "a file over HTTP", "MIT", URLSource(f"{base}/files/model.bin", "model.bin", sha), entry="model.bin")
-    hub = ModelSpec("hub-model", "test", "a hub file", "MIT", HubSource("org/repo", (HubFile("sub/weights.pth"),)), entry="sub/weights.pth")
+    url = ModelSpec(
+        "url-model",
+        "test",
+        "a file over HTTP",
+        "MIT",
+        URLSource(f"{base}/files/model.bin", "model.bin", sha),
+        entry="model.bin",
+    )
+    hub = ModelSpec(
+        "hub-model",
+        "test",
+        "a hub file",
+        "MIT",
+        HubSource("org/repo", (HubFile("sub/weights.pth"),)),
+        entry="sub/weights.pth",
+    )
     return {url.name: url, hub.name: hub}
 
 

@@ -94,8 +94,7 @@ def _opus_mt(src: str, tgt: str, repo: str) -> ModelSpec:
         source=HubSource(
             repo,
             tuple(
-                HubFile(p)
-                for p in ("model.bin", "config.json", "shared_vocabulary.json", "source.spm", "target.spm")
+                HubFile(p) for p in ("model.bin", "config.json", "shared_vocabulary.json", "source.spm", "target.spm")
             ),
         ),
         languages=(src, tgt),
@@ -231,9 +230,7 @@ REGISTRY: dict[str, ModelSpec] = {
             kind="face",
             description="S3FD face detector as used by Wav2Lip's face_detection package",
             licence="BSD-3-Clause (face-alignment)",
-            source=URLSource(
-                "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth", "s3fd.pth"
-            ),
+            source=URLSource("https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth", "s3fd.pth"),
             size_bytes=89_843_225,
             entry="s3fd.pth",
         ),

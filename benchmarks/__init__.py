@@ -1,0 +1,13 @@
+"""Benchmark suites for ``rt-f2f bench``: one module per suite, each exposing ``SUITE`` (see ``common``)."""
+
+SUITE_MODULES: dict[str, str] = {
+    "asr": "benchmarks.suite_asr",
+    "mt": "benchmarks.suite_mt",
+    "tts": "benchmarks.suite_tts",
+    "voice": "benchmarks.suite_voice",
+    "lipsync": "benchmarks.suite_lipsync",
+    "scheduler": "benchmarks.suite_scheduler",
+    "speech": "benchmarks.suite_speech",
+    "pipeline": "benchmarks.suite_pipeline",
+    "webrtc": "benchmarks.suite_webrtc",
+}
