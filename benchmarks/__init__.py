@@ -6,7 +6,7 @@ SUITE_MODULES: dict[str, str] = {
     "tts": "benchmarks.suite_tts",
     "voice": "benchmarks.suite_voice",
     "lipsync": "benchmarks.suite_lipsync",
-    "scheduler": "benchmarks.suite_scheduler",
+    "scheduler": "benchmarks.bench_scheduler",
     "speech": "benchmarks.suite_speech",
     "pipeline": "benchmarks.suite_pipeline",
     "webrtc": "benchmarks.suite_webrtc",

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,9 +66,9 @@ def load_models(config: SpeechConfig) -> SpeechModels:
     synthesizer = get_synthesizer(config.target, backend=config.tts_backend)
     embedder = None
     if config.voice_conversion:
-        from .voice import load_embedder
+        from .voice import get_embedder
 
-        embedder = load_embedder()
+        embedder = get_embedder()
     return SpeechModels(recogniser, translator, synthesizer, embedder)
 
 
@@ -77,7 +77,7 @@ class SpeechEngine:
         self.config = config
         self.models = models
         self.log = LatencyLog()
-        self.profile: Any | None = None
+        self.vc: Any | None = None  # the voice-conversion stage, fed the speaker's audio for live enrolment
 
     def load(self) -> None:
         if self.models is None:
@@ -97,13 +97,13 @@ class SpeechEngine:
             ASRStage(m.recogniser, language=self.config.source, beam_size=self.config.asr_beam_size),
             ClauseStage(),
             MTStage(m.translator),
-            TTSStage(m.synthesizer, language=self.config.target),
+            TTSStage(m.synthesizer),
         ]
-        if self.config.voice_conversion and m.embedder is not None:
-            from .voice import SpeakerProfile, VCStage
+        if self.config.voice_conversion:
+            from .voice import VCStage
 
-            self.profile = SpeakerProfile(m.embedder)
-            stages.append(VCStage(self.profile))
+            self.vc = VCStage()
+            stages.append(self.vc)
         return stages
 
     async def run(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[SpeechChunk | Caption]:
@@ -119,8 +119,8 @@ class SpeechEngine:
 
         async def enrol(source: AsyncIterable[AudioChunk]) -> AsyncIterator[AudioChunk]:
             async for chunk in source:
-                if self.profile is not None:
-                    self.profile.feed(chunk.samples, chunk.sample_rate)
+                if self.vc is not None:
+                    self.vc.enrol(chunk)
                 yield chunk
 
         pipeline = Pipeline(self.stages(), maxsize=self.config.queue_size, log=self.log, tap=tap)
@@ -264,11 +264,28 @@ async def translate_recording(
         clip = np.concatenate(audio[rec.clause_id])
         start = int(round(rec.output_start * out_rate))
         timeline[start : start + clip.size] += clip[: timeline.size - start]
-    voice = engine.profile.summary() if engine.profile is not None and hasattr(engine.profile, "summary") else {}
+    voice = voice_summary(engine)
     return SpeechRun(
         np.clip(timeline, -1, 1), out_rate, ordered, engine.log, samples.size / INPUT_RATE, wall, realtime,
         source_captions, voice,
     )  # fmt: skip
+
+
+def voice_summary(engine: SpeechEngine) -> dict[str, Any]:
+    """When conversion started and what the enrolled profile holds, for the report."""
+    vc = engine.vc
+    if vc is None:
+        return {"enabled": False}
+    stats = vc.profile.stats
+    return {
+        "enabled": True,
+        "profile_ready": vc.profile.ready,
+        "events": [asdict(e) for e in vc.events],
+        "speaker_f0_hz": stats.f0_hz if stats else None,
+        "speaker_speech_seconds": stats.speech_seconds if stats else None,
+        "chunks_converted": sum(e.converted for e in vc.events),
+        "chunks_passed_through": sum(not e.converted for e in vc.events),
+    }
 
 
 def build_report(run: SpeechRun, config: SpeechConfig, input_path: str) -> dict[str, Any]:

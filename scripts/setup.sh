@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip wheel setuptools
+.venv/bin/python -m pip install -q --upgrade pip wheel "setuptools<81"
 echo "[setup] installing rt-f2f${extras:+[$extras]} and its embedded models (first run downloads ~1.5 GB of wheels)"
 # torch is pinned to the CPU build; installing it first keeps pip from choosing a CUDA build for a dependency.
 .venv/bin/python -m pip install -q --progress-bar off "torch==2.13.0"

@@ -1,0 +1,196 @@
+"""Which voice speaks a language, and the pipeline stage that turns translations into streamed speech.
+
+The automatic choice goes from best to most available: a Piper voice for the language if one is on this machine
+(natural and fastest), else Kokoro if it speaks the language (natural, slower), else espeak-ng (robotic, speaks
+nearly everything). Loaded voices are kept per process: a voice costs hundreds of milliseconds and tens of MB to
+load, and every stage or session asking for the same voice should share one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import LanguageError, ModelMissingError, RtF2fError
+from ..frames import AudioChunk, SpeechChunk, Translation
+from ..languages import validate
+from ..models import REGISTRY
+from ..stage import Stage
+from .base import Synthesizer
+
+BACKENDS = ("piper", "kokoro", "espeak")
+
+_cache: dict[tuple[str, str], Synthesizer] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(backend: str, voice: str, make: Callable[[], Synthesizer]) -> Synthesizer:
+    key = (backend, voice)
+    with _cache_lock:
+        synth = _cache.get(key)
+        if synth is None:
+            synth = _cache[key] = make()
+        return synth
+
+
+def _piper(language: str, voice: str | None) -> Synthesizer:
+    from .piper import PiperSynthesizer, piper_voices_for
+
+    if voice is None:
+        voices = piper_voices_for(language)
+        if not voices:
+            known = [n for n, spec in REGISTRY.items() if n.startswith("piper-") and language in spec.languages]
+            pull = f"`rt-f2f models pull {known[0]}` on a machine with internet" if known else "pull a Piper voice"
+            raise ModelMissingError(
+                f"no Piper voice for '{language}' is on this machine",
+                f"{pull}, or give the path of a Piper voice's .onnx file (rhasspy/piper-voices)",
+            )
+        voice = voices[0]
+    synth = _cached("piper", str(voice), lambda: PiperSynthesizer(voice))
+    synth.check_language(language)
+    return synth
+
+
+def _kokoro(language: str, voice: str | None) -> Synthesizer:
+    from .kokoro import DEFAULT_VOICE, KokoroSynthesizer
+
+    name = voice or DEFAULT_VOICE
+    with _cache_lock:
+        loaded = next((s for (b, _), s in _cache.items() if b == "kokoro"), None)
+    if isinstance(loaded, KokoroSynthesizer):
+        synth = _cached("kokoro", name, lambda: loaded.with_voice(name))  # one model, many voices
+    else:
+        synth = _cached("kokoro", name, lambda: KokoroSynthesizer(voice=name))
+    synth.check_language(language)
+    return synth
+
+
+def _espeak(language: str, voice: str | None) -> Synthesizer:
+    from .espeak import EspeakSynthesizer
+
+    synth = _cached("espeak", "", EspeakSynthesizer)
+    synth.check_language(language)
+    return synth
+
+
+_MAKERS: dict[str, Callable[[str, str | None], Synthesizer]] = {"piper": _piper, "kokoro": _kokoro, "espeak": _espeak}
+
+
+def candidates(language: str) -> list[str]:
+    """The backends that could speak ``language`` here, best first (without loading any model)."""
+    from .espeak import espeak_voices
+    from .kokoro import ESPEAK_LANGS
+    from .piper import piper_voices_for
+
+    code = validate(language)
+    found = []
+    if piper_voices_for(code):
+        found.append("piper")
+    if code in ESPEAK_LANGS:
+        found.append("kokoro")
+    try:
+        if code in espeak_voices():
+            found.append("espeak")
+    except RtF2fError:
+        pass
+    return found
+
+
+def get_synthesizer(language: str, backend: str | None = None, voice: str | None = None) -> Synthesizer:
+    """A loaded synthesizer that speaks ``language``.
+
+    ``backend`` forces one of ``piper``, ``kokoro``, ``espeak``; ``voice`` picks within it (a Piper registry name or
+    .onnx path; a Kokoro style name). Without ``backend`` the best available backend is used, falling through to
+    the next when one cannot load here (a missing model, a missing program).
+    """
+    code = validate(language)
+    if voice is not None and backend is None:
+        raise RtF2fError("a TTS voice was given without its backend", f"also pass the backend ({', '.join(BACKENDS)})")
+    if backend is not None:
+        if backend not in _MAKERS:
+            raise RtF2fError(f"unknown TTS backend '{backend}'", f"choose one of {', '.join(BACKENDS)}")
+        return _MAKERS[backend](code, voice)
+    failures: list[str] = []
+    for name in candidates(code):
+        try:
+            return _MAKERS[name](code, None)
+        except RtF2fError as exc:
+            failures.append(f"{name}: {exc.message}")
+    detail = f" ({'; '.join(failures)})" if failures else ""
+    raise LanguageError(
+        f"no text-to-speech voice on this machine speaks '{code}'{detail}",
+        "pull a Piper voice for it, or install espeak-ng",
+    )
+
+
+@dataclass
+class TTSStats:
+    """What the stage measured per clause: time to first audio and the real-time factor of synthesis."""
+
+    first_audio_s: list[float] = field(default_factory=list)
+    compute_s: list[float] = field(default_factory=list)
+    audio_s: list[float] = field(default_factory=list)
+
+    @property
+    def rtf(self) -> float:
+        return float(sum(self.compute_s) / sum(self.audio_s)) if sum(self.audio_s) else float("nan")
+
+
+class TTSStage(Stage):
+    """Translation -> SpeechChunk frames, phrase by phrase, with ``first``/``last`` marking the clause's ends.
+
+    The first chunk is stamped with the translation's source timestamp (where the speaker began the clause) and
+    each later chunk follows on from the previous one's end, so the scheduler knows where in the source this
+    speech belongs. Frames that are not translations (control events) pass through. One latency record per chunk:
+    the first record's compute time is the time to first audio.
+    """
+
+    name = "tts"
+
+    def __init__(self, synthesizer: Synthesizer | None = None, backend: str | None = None, voice: str | None = None):
+        super().__init__()
+        self.synthesizer = synthesizer
+        self.backend = backend
+        self.voice = voice
+        self.stats = TTSStats()
+
+    def _synth_for(self, language: str) -> Synthesizer:
+        if self.synthesizer is not None:
+            self.synthesizer.check_language(language)
+            return self.synthesizer
+        return get_synthesizer(language, self.backend, self.voice)
+
+    async def process(self, item: Any) -> AsyncIterator[Any]:
+        if not isinstance(item, Translation):
+            yield item
+            return
+        wall_in = time.perf_counter()
+        synth = await self.in_worker(self._synth_for, item.language)
+        phrases = await self.in_worker(synth.plan, item.text, item.language)
+        pts = item.pts
+        audio_total = 0.0
+        compute = 0.0
+        if not phrases:
+            silent = AudioChunk(np.zeros(0, np.float32), synth.sample_rate, pts, source=self.name)
+            self.record(item.pts, pts, wall_in)
+            yield SpeechChunk(silent, item, first=True, last=True)
+            return
+        for i in range(len(phrases)):
+            started = time.perf_counter()
+            samples = await self.in_worker(synth.phrase_audio, phrases, i, item.language)
+            compute += time.perf_counter() - started
+            chunk = AudioChunk(samples, synth.sample_rate, pts, source=f"{self.name}:{synth.name}")
+            wall_out = time.perf_counter()
+            self.record(item.pts, pts, wall_in, wall_out)
+            if i == 0:
+                self.stats.first_audio_s.append(wall_out - wall_in)
+            pts += chunk.duration
+            audio_total += chunk.duration
+            yield SpeechChunk(chunk, item, first=i == 0, last=i == len(phrases) - 1)
+        self.stats.compute_s.append(compute)
+        self.stats.audio_s.append(audio_total)
