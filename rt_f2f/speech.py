@@ -156,11 +156,16 @@ def captions_for(frame: Any) -> list[Caption]:
 
 # -- the file command ------------------------------------------------------------------------------------------
 async def file_chunks(
-    samples: np.ndarray, sample_rate: int, realtime: bool, clock: Callable[[], float] = time.perf_counter
+    samples: np.ndarray,
+    sample_rate: int,
+    realtime: bool,
+    clock: Callable[[], float] = time.perf_counter,
+    t0: float | None = None,
 ) -> AsyncIterator[AudioChunk]:
-    """A recording as a stream of chunks; with ``realtime`` each chunk arrives when it would have been spoken."""
+    """A recording as a stream of chunks; with ``realtime`` each chunk arrives when it would have been spoken
+    (sample 0 at ``t0`` on ``clock``, default: now)."""
     step = int(CHUNK_SECONDS * sample_rate)
-    t0 = clock()
+    t0 = clock() if t0 is None else t0
     for start in range(0, samples.size, step):
         pts = start / sample_rate
         if realtime:
