@@ -1,0 +1,427 @@
+"""Streaming commit policies: when may words heard so far be passed on as final?
+
+Whisper is an offline model: it sees a whole buffer and may revise its guess about the last words when more
+audio arrives. ``LocalAgreementPolicy`` (LocalAgreement-2, Machacek et al. 2023, "Turning Whisper into Real-Time
+Transcription System") re-transcribes a growing buffer and commits only the words on which the last two
+hypotheses agree, aligning them by time so words already committed are not committed again. Committed text is
+passed back as Whisper's prompt, and the buffer is cut at committed sentence ends (or when it passes a cap) so each
+call stays short. ``FixedChunkPolicy`` is the naive baseline the benchmark compares it with: cut the stream into
+1 s chunks and trust each chunk's transcript at once.
+
+Both take a ``transcribe(audio, offset, prompt) -> list[Word]`` callable and know nothing of Whisper, so the
+policy logic is tested with synthetic hypotheses. ``ASRStage`` binds a recogniser to a policy inside a pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..audio import resample
+from ..frames import ControlEvent, ControlKind, SpeechSegment, Transcript, Word, join_words
+from ..stage import Stage
+
+SAMPLE_RATE = 16000
+TranscribeFn = Callable[[np.ndarray, float, str], Sequence[Word]]
+
+_NON_WORD = re.compile(r"[^\w']+")
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*$")
+
+
+def normalise(text: str) -> str:
+    """The form two hypotheses are compared in: case and punctuation do not decide agreement."""
+    return _NON_WORD.sub("", text.lower())
+
+
+def ends_sentence(word: Word) -> bool:
+    return bool(_SENTENCE_END.search(word.text.strip()))
+
+
+@dataclass(frozen=True)
+class PolicyUpdate:
+    """One step's result: words committed by this step, and the current guess after all committed words."""
+
+    committed: tuple[Word, ...]
+    partial: tuple[Word, ...]
+
+
+def _sanitise(words: Sequence[Word], not_before: float = float("-inf")) -> list[Word]:
+    """Words in time order with blank ones dropped; a recogniser that goes back in time is not trusted there."""
+    out: list[Word] = []
+    for w in words:
+        if not w.text.strip() or w.start < not_before or (out and w.start < out[-1].start):
+            continue
+        out.append(w if w.end >= w.start else Word(w.text, w.start, w.start, w.probability))
+    return out
+
+
+class StreamingPolicy(ABC):
+    """Audio of one speech segment in, committed words out; committed words are never revised."""
+
+    def __init__(self, transcribe: TranscribeFn, sample_rate: int = SAMPLE_RATE, prompt_chars: int = 200) -> None:
+        self.transcribe = transcribe
+        self.sample_rate = sample_rate
+        self.prompt_chars = prompt_chars
+        self._context = ""  # committed text of earlier segments, carried into the prompt
+        self.start_segment(0.0)
+
+    def start_segment(self, pts: float) -> None:
+        """Forget the previous segment's audio (its committed text stays as prompt context)."""
+        if getattr(self, "_committed", None):
+            self._context = (self._context + " " + join_words(self._committed)).strip()[-4 * self.prompt_chars :]
+        self._buffer = np.zeros(0, np.float32)
+        self._offset = float(pts)  # session time of the buffer's first sample
+        self._unprocessed = 0  # samples pushed since the last transcription
+        self._committed: list[Word] = []
+
+    @property
+    def committed(self) -> tuple[Word, ...]:
+        return tuple(self._committed)
+
+    @property
+    def audio_end(self) -> float:
+        """Session time of the end of the audio pushed so far."""
+        return self._offset + self._buffer.size / self.sample_rate
+
+    def push(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, np.float32)
+        self._buffer = np.concatenate([self._buffer, samples])
+        self._unprocessed += samples.size
+
+    def _prompt(self, extra: Sequence[Word] = ()) -> str:
+        text = (self._context + " " + join_words(list(extra))).strip()
+        if len(text) <= self.prompt_chars:
+            return text
+        cut = text[-self.prompt_chars :]
+        return cut[cut.find(" ") + 1 :] if " " in cut else cut
+
+    def _run(self, audio: np.ndarray, offset: float, prompt: str) -> list[Word]:
+        self._unprocessed = 0
+        return list(self.transcribe(audio, offset, prompt))
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """Enough new audio for a step to be worth its cost."""
+
+    @abstractmethod
+    def step(self) -> PolicyUpdate:
+        """Transcribe and commit what may be committed."""
+
+    @abstractmethod
+    def finish(self) -> PolicyUpdate:
+        """The speaker paused: commit everything that is left."""
+
+
+class LocalAgreementPolicy(StreamingPolicy):
+    """LocalAgreement-2 over a growing buffer that is trimmed at committed sentence ends."""
+
+    def __init__(
+        self,
+        transcribe: TranscribeFn,
+        min_chunk_s: float = 1.0,
+        buffer_cap_s: float = 15.0,
+        hard_cap_s: float = 20.0,
+        time_tolerance_s: float = 0.1,
+        sample_rate: int = SAMPLE_RATE,
+        prompt_chars: int = 200,
+    ) -> None:
+        self.min_chunk_s = min_chunk_s
+        self.buffer_cap_s = buffer_cap_s
+        self.hard_cap_s = max(hard_cap_s, buffer_cap_s + 1.0)
+        self.time_tolerance_s = time_tolerance_s
+        super().__init__(transcribe, sample_rate, prompt_chars)
+
+    def start_segment(self, pts: float) -> None:
+        super().start_segment(pts)
+        self._tail: list[Word] = []  # the last hypothesis after the committed words
+        self._ran = False
+        self._in_buffer = 0  # committed[:_in_buffer] lie before the buffer: they are the prompt, not re-heard
+
+    def ready(self) -> bool:
+        return self._unprocessed >= self.min_chunk_s * self.sample_rate
+
+    def _hypothesis(self) -> list[Word]:
+        """Transcribe the buffer; keep only the words after what is committed."""
+        self._ran = True
+        prompt = self._prompt(self._committed[: self._in_buffer])
+        words = _sanitise(self._run(self._buffer, self._offset, prompt))
+        if not self._committed:
+            return words
+        last = self._committed[-1]
+        words = [w for w in words if w.start > last.end - self.time_tolerance_s and w.start >= last.start]
+        # a committed word re-heard with a shifted time survives the filter above; drop the longest repeat of
+        # the committed tail (1-5 words) that the new guess starts with, as long as it starts near the tail
+        # (only words still in the buffer can be heard again: a repeat across a cut is real speech)
+        heard = self._committed[self._in_buffer :]
+        if words and abs(words[0].start - last.end) < 1.0:
+            for n in range(1, min(5, len(heard), len(words)) + 1):
+                tail = [normalise(w.text) for w in heard[-n:]]
+                if tail == [normalise(w.text) for w in words[:n]]:
+                    words = words[n:]
+                    break
+        return words
+
+    def step(self) -> PolicyUpdate:
+        new = self._hypothesis()
+        agreed = 0
+        for old, fresh in zip(self._tail, new, strict=False):
+            if normalise(old.text) != normalise(fresh.text):
+                break
+            agreed += 1
+        commit = new[:agreed]
+        self._committed += commit
+        self._tail = new[agreed:]
+        commit += self._trim()
+        return PolicyUpdate(tuple(commit), tuple(self._tail))
+
+    def finish(self) -> PolicyUpdate:
+        if self._unprocessed or not self._ran:
+            self._tail = self._hypothesis() if self._buffer.size else []
+        commit, self._tail = self._tail, []
+        self._committed += commit
+        return PolicyUpdate(tuple(commit), ())
+
+    def _cut(self, at: float) -> None:
+        """Drop buffered audio before session time ``at``; committed words ending by then become prompt."""
+        drop = min(self._buffer.size, max(0, int(round((at - self._offset) * self.sample_rate))))
+        self._buffer = self._buffer[drop:]
+        self._offset += drop / self.sample_rate
+        while self._in_buffer < len(self._committed) and self._committed[self._in_buffer].end <= self._offset + 1e-6:
+            self._in_buffer += 1
+
+    def _trim(self) -> list[Word]:
+        """Keep the buffer short: cut at the last committed sentence end, or at the last committed word past the
+        cap; past the hard cap, commit what is older than a second and cut there (bounded work beats waiting)."""
+        heard = self._committed[self._in_buffer :]
+        ends = [w.end for w in heard if ends_sentence(w)]
+        if ends:
+            self._cut(ends[-1])
+        duration = self._buffer.size / self.sample_rate
+        if duration > self.buffer_cap_s and self._committed[self._in_buffer :]:
+            self._cut(self._committed[-1].end)
+        forced: list[Word] = []
+        if self._buffer.size / self.sample_rate > self.hard_cap_s:
+            limit = self.audio_end - 1.0
+            while self._tail and self._tail[0].end <= limit:
+                forced.append(self._tail.pop(0))
+            self._committed += forced
+            if self._committed[self._in_buffer :]:
+                self._cut(self._committed[-1].end)
+            if self._buffer.size / self.sample_rate > self.hard_cap_s:
+                self._cut(self.audio_end - self.buffer_cap_s)  # nothing recognisable in it: let the oldest go
+        return forced
+
+
+class FixedChunkPolicy(StreamingPolicy):
+    """Baseline: each ``chunk_s`` of audio is transcribed on its own and committed at once."""
+
+    def __init__(
+        self,
+        transcribe: TranscribeFn,
+        chunk_s: float = 1.0,
+        use_prompt: bool = False,
+        sample_rate: int = SAMPLE_RATE,
+        prompt_chars: int = 200,
+    ) -> None:
+        self.chunk_s = chunk_s
+        self.use_prompt = use_prompt
+        super().__init__(transcribe, sample_rate, prompt_chars)
+
+    def ready(self) -> bool:
+        return self._buffer.size >= self.chunk_s * self.sample_rate
+
+    def _commit_chunk(self, audio: np.ndarray) -> list[Word]:
+        prompt = self._prompt(self._committed) if self.use_prompt else ""
+        not_before = self._committed[-1].start if self._committed else float("-inf")
+        words = _sanitise(self._run(audio, self._offset, prompt), not_before)
+        self._committed += words
+        self._offset += audio.size / self.sample_rate
+        return words
+
+    def step(self) -> PolicyUpdate:
+        n = int(round(self.chunk_s * self.sample_rate))
+        commit: list[Word] = []
+        while self._buffer.size >= n:
+            chunk, self._buffer = self._buffer[:n], self._buffer[n:]
+            commit += self._commit_chunk(chunk)
+        return PolicyUpdate(tuple(commit), ())
+
+    def finish(self) -> PolicyUpdate:
+        commit = list(self.step().committed)
+        if self._buffer.size >= self.sample_rate // 10:
+            rest, self._buffer = self._buffer, np.zeros(0, np.float32)
+            commit += self._commit_chunk(rest)
+        self._buffer = np.zeros(0, np.float32)
+        return PolicyUpdate(tuple(commit), ())
+
+
+# -- replaying a recording through a policy, as if it streamed in live -------------------------------------------
+@dataclass(frozen=True)
+class Commit:
+    word: Word
+    heard_at: float  # session time of the end of the audio the committing transcription had heard
+    committed_at: float  # when the commit would land live: audio arrival, waiting for the worker, and compute
+
+
+@dataclass
+class ReplayResult:
+    commits: list[Commit] = field(default_factory=list)
+    compute_s: list[float] = field(default_factory=list)
+
+    @property
+    def words(self) -> tuple[Word, ...]:
+        return tuple(c.word for c in self.commits)
+
+    @property
+    def text(self) -> str:
+        return join_words(self.words)
+
+    def mean_commit_latency(self, live: bool = True) -> float:
+        """Mean of (commit time - word's audio end) in session time; ``live=False`` leaves out compute time."""
+        if not self.commits:
+            return float("nan")
+        return float(np.mean([(c.committed_at if live else c.heard_at) - c.word.end for c in self.commits]))
+
+
+def replay(
+    policy: StreamingPolicy, audio: np.ndarray, chunk_s: float = 0.5, pts: float = 0.0, sample_rate: int = SAMPLE_RATE
+) -> ReplayResult:
+    """Stream ``audio`` into ``policy`` in ``chunk_s`` pieces on a simulated live clock, as one segment.
+
+    Each step starts when its audio has arrived and the previous step is done (audio that arrives meanwhile joins
+    the next step, as it would live), and takes the wall time it really took, so commit latency includes compute.
+    """
+    audio = np.asarray(audio, np.float32)
+    if sample_rate != policy.sample_rate:
+        audio = resample(audio, sample_rate, policy.sample_rate)
+    n = max(1, int(round(chunk_s * policy.sample_rate)))
+    policy.start_segment(pts)
+    result = ReplayResult()
+    busy_until = pts
+
+    def run(call: Callable[[], PolicyUpdate], now: float) -> float:
+        heard = policy.audio_end
+        t0 = time.perf_counter()
+        update = call()
+        spent = time.perf_counter() - t0
+        result.compute_s.append(spent)
+        done = max(now, busy_until) + spent
+        result.commits.extend(Commit(w, heard, done) for w in update.committed)
+        return done
+
+    for start in range(0, audio.size, n):
+        policy.push(audio[start : start + n])
+        now = pts + min(start + n, audio.size) / policy.sample_rate
+        if policy.ready() and now >= busy_until:
+            busy_until = run(policy.step, now)
+    run(policy.finish, pts + audio.size / policy.sample_rate)
+    return result
+
+
+# -- the pipeline stage ---------------------------------------------------------------------------------------
+class Recogniser(Protocol):
+    """What ASRStage needs from a backend (``rt_f2f.asr.whisper.WhisperASR`` is one)."""
+
+    def check_language(self, code: str | None) -> str | None: ...
+
+    def transcribe(
+        self, audio: np.ndarray, language: str | None = None, prompt: str = "", offset: float = 0.0, beam_size: int = 1
+    ) -> Any: ...
+
+
+PolicyFactory = Callable[[TranscribeFn], StreamingPolicy]
+
+
+class ASRStage(Stage):
+    """SpeechSegment -> Transcript: committed words so far in the segment plus the current partial guess.
+
+    The VAD sends each segment growing (``final=False``) and then final; this stage feeds only the new audio to
+    its policy, runs a step on its worker thread when the policy has enough new audio, and finishes the segment
+    (a ``final=True`` transcript) when the VAD closes it. With no language given, each segment's language is the
+    one Whisper detects on its first step. Latency records: media in = end of the audio heard, media out = end of
+    the last committed word of the segment.
+    """
+
+    name = "asr"
+
+    def __init__(
+        self,
+        recogniser: Recogniser,
+        language: str | None = None,
+        policy: PolicyFactory | None = None,
+        beam_size: int = 1,
+    ) -> None:
+        super().__init__()
+        self.recogniser = recogniser
+        self.language = recogniser.check_language(language)
+        self.beam_size = beam_size
+        self.policy = (policy or LocalAgreementPolicy)(self._transcribe)
+        self._segment_id: int | None = None
+        self._segment_language: str | None = None
+        self._consumed = 0
+
+    def _transcribe(self, audio: np.ndarray, offset: float, prompt: str) -> list[Word]:
+        result = self.recogniser.transcribe(
+            audio, language=self._segment_language, prompt=prompt, offset=offset, beam_size=self.beam_size
+        )
+        if self._segment_language is None and result.language:
+            self._segment_language = result.language
+        return list(result.words)
+
+    def _transcript(self, update: PolicyUpdate, final: bool) -> Transcript:
+        return Transcript(
+            self.policy.committed, update.partial, self._segment_language or "", self._segment_id, final=final
+        )
+
+    async def _finish(self, wall_in: float) -> AsyncIterator[Transcript]:
+        update = await self.in_worker(self.policy.finish)
+        transcript = self._transcript(update, final=True)
+        self._record(wall_in)
+        self._segment_id = None
+        yield transcript
+
+    def _record(self, wall_in: float) -> None:
+        committed = self.policy.committed
+        self.record(self.policy.audio_end, committed[-1].end if committed else self.policy.audio_end, wall_in)
+
+    async def process(self, item: Any) -> AsyncIterator[Any]:
+        wall_in = time.perf_counter()
+        if isinstance(item, ControlEvent):
+            if self._segment_id is not None and item.kind != ControlKind.INTERRUPTION:
+                async for transcript in self._finish(wall_in):
+                    yield transcript
+            yield item
+            return
+        if not isinstance(item, SpeechSegment):
+            raise TypeError(f"ASRStage takes SpeechSegment or ControlEvent, not {type(item).__name__}")
+        if item.segment_id != self._segment_id:
+            if self._segment_id is not None:  # the VAD never closed the last one: close it now
+                async for transcript in self._finish(wall_in):
+                    yield transcript
+            self._segment_id = item.segment_id
+            self._segment_language = self.language
+            self._consumed = 0
+            self.policy.start_segment(item.pts)
+        samples = item.audio.samples
+        if item.audio.sample_rate != self.policy.sample_rate:
+            samples = resample(samples, item.audio.sample_rate, self.policy.sample_rate)
+        self.policy.push(samples[self._consumed :])
+        self._consumed = max(self._consumed, samples.size)
+        if item.final:
+            async for transcript in self._finish(wall_in):
+                yield transcript
+        elif self.policy.ready():
+            update = await self.in_worker(self.policy.step)
+            self._record(wall_in)
+            yield self._transcript(update, final=False)
+
+    async def flush(self) -> AsyncIterator[Any]:
+        if self._segment_id is not None:
+            async for transcript in self._finish(time.perf_counter()):
+                yield transcript

@@ -1,0 +1,140 @@
+"""Committed words -> clauses: the units machine translation gets.
+
+Translating word by word gives nonsense and waiting for whole sentences adds seconds of delay, so the words are
+cut where a translator can start: at sentence or clause punctuation, at a comma once the clause has a few words,
+at a pause in the speech, or at a length cap. The end of a speech segment flushes what is left. Abbreviations
+("Mr.", "e.g.") are not sentence ends, or "Mr. Dashwood" would be translated as two clauses.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import RtF2fError
+from .frames import Clause, ControlEvent, ControlKind, Transcript, Word, join_words
+from .stage import Stage
+
+_STRONG = re.compile(r"[.!?;:…。！？；：][\"'”’)\]]*$")
+_COMMA = re.compile(r"[,，、][\"'”’)\]]*$")
+# titles and Latin abbreviations that sit inside sentences (not "etc." or "a.m.", which often end one)
+ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st mt vs e.g i.e cf approx fig vol sra srta dra z.b d.h bzw".split())
+
+
+@dataclass(frozen=True)
+class ClauseConfig:
+    comma_min_words: int = 4  # a comma ends a clause only once it holds this many words
+    pause_s: float = 0.5  # a silence this long between words ends a clause
+    max_words: int = 14  # no clause grows past this
+
+    def __post_init__(self) -> None:
+        if self.max_words < 1 or self.comma_min_words < 1 or self.pause_s <= 0:
+            raise RtF2fError(
+                f"invalid clause settings {self}", "max_words and comma_min_words must be >= 1 and pause_s > 0"
+            )
+
+
+def _is_abbreviation(text: str) -> bool:
+    token = text.strip().lower()
+    return token.endswith(".") and token[:-1].lstrip("\"'“(") in ABBREVIATIONS
+
+
+def ends_clause(word: Word, words_so_far: int, config: ClauseConfig) -> bool:
+    """Does the clause end after ``word`` (the ``words_so_far``-th word of it) by its punctuation?"""
+    text = word.text.strip()
+    if _STRONG.search(text):
+        return not _is_abbreviation(text)
+    return bool(_COMMA.search(text)) and words_so_far >= config.comma_min_words
+
+
+class ClauseSegmenter:
+    """Feed committed words in order; get clauses. Each word goes into exactly one clause."""
+
+    def __init__(self, config: ClauseConfig | None = None) -> None:
+        self.config = config or ClauseConfig()
+        self._pending: list[Word] = []
+        self._language = ""
+        self._next_id = 0
+
+    @property
+    def pending(self) -> tuple[Word, ...]:
+        return tuple(self._pending)
+
+    def _cut(self) -> list[Clause]:
+        if not self._pending:
+            return []
+        words, self._pending = tuple(self._pending), []
+        clause = Clause(join_words(words), words, self._language, self._next_id)
+        self._next_id += 1
+        return [clause]
+
+    def push(self, words: Sequence[Word], language: str = "") -> list[Clause]:
+        out: list[Clause] = []
+        for word in words:
+            if language != self._language:
+                out += self._cut()  # a clause holds one language
+                self._language = language
+            if self._pending and word.start - self._pending[-1].end >= self.config.pause_s:
+                out += self._cut()
+            self._pending.append(word)
+            if ends_clause(word, len(self._pending), self.config) or len(self._pending) >= self.config.max_words:
+                out += self._cut()
+        return out
+
+    def flush(self) -> list[Clause]:
+        return self._cut()
+
+
+class ClauseStage(Stage):
+    """Transcript -> Clause: takes each transcript's newly committed words; a final transcript flushes.
+
+    Transcripts repeat all committed words of their segment, so the stage remembers how many it has taken per
+    segment and never takes a word twice. Control events pass through after a flush.
+    """
+
+    name = "clauses"
+
+    def __init__(self, config: ClauseConfig | None = None) -> None:
+        super().__init__()
+        self.segmenter = ClauseSegmenter(config)
+        self._segment_id: int | None = None
+        self._finished: int | None = None  # the last segment whose final transcript was taken
+        self._taken = 0
+
+    def _emit(self, clauses: list[Clause], media_in: float, wall_in: float) -> list[Clause]:
+        for clause in clauses:
+            self.record(media_in, clause.end, wall_in)
+        return clauses
+
+    async def process(self, item: Any) -> AsyncIterator[Any]:
+        wall_in = time.perf_counter()
+        if isinstance(item, ControlEvent):
+            if item.kind != ControlKind.INTERRUPTION:
+                for clause in self._emit(self.segmenter.flush(), item.pts, wall_in):
+                    yield clause
+            yield item
+            return
+        if not isinstance(item, Transcript):
+            raise TypeError(f"ClauseStage takes Transcript or ControlEvent, not {type(item).__name__}")
+        if item.segment_id == self._finished:
+            return  # a late copy of a finished segment: its words have all gone out
+        out: list[Clause] = []
+        if item.segment_id != self._segment_id:
+            out += self.segmenter.flush()  # a segment that never sent its final transcript
+            self._segment_id, self._taken = item.segment_id, 0
+        fresh = item.committed[self._taken :]
+        self._taken = max(self._taken, len(item.committed))
+        out += self.segmenter.push(fresh, item.language)
+        if item.final:
+            out += self.segmenter.flush()
+            self._finished, self._segment_id, self._taken = item.segment_id, None, 0
+        media_in = item.committed[-1].end if item.committed else item.pts
+        for clause in self._emit(out, media_in, wall_in):
+            yield clause
+
+    async def flush(self) -> AsyncIterator[Any]:
+        for clause in self.segmenter.flush():
+            yield clause

@@ -1,0 +1,255 @@
+"""Streaming commit policies, driven by synthetic hypotheses (properties) and by real Whisper on LibriVox speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rt_f2f.asr import word_error_rate
+from rt_f2f.asr.policy import (
+    ASRStage,
+    FixedChunkPolicy,
+    LocalAgreementPolicy,
+    PolicyUpdate,
+    normalise,
+    replay,
+)
+from rt_f2f.frames import AudioChunk, ControlEvent, ControlKind, SpeechSegment, Transcript, Word, join_words
+from rt_f2f.stage import LatencyLog, Pipeline
+
+RATE = 1000  # the policies never look at the samples: a low rate keeps synthetic buffers small
+
+
+class Checker:
+    """Drives a policy through segments and checks what it emits at every step."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+        self.session: list[str] = []  # committed text of finished segments
+
+    def session_text(self) -> str:
+        return " ".join([*self.session, join_words(self.policy.committed)]).strip()
+
+    def apply(self, call) -> PolicyUpdate:
+        before = self.policy.committed
+        update: PolicyUpdate = call()
+        after = self.policy.committed
+        assert after[: len(before)] == before, "committed words changed"
+        assert after[len(before) :] == update.committed, "the update is not exactly the newly committed words"
+        starts = [w.start for w in after]
+        assert starts == sorted(starts), "committed words go back in time"
+        return update
+
+    def segment(self, pts: float, duration: float, chunk: float) -> tuple[Word, ...]:
+        self.policy.start_segment(pts)
+        delta: list[Word] = []
+        n = max(1, int(chunk * RATE))
+        for _ in range(0, int(duration * RATE), n):
+            self.policy.push(np.zeros(n, np.float32))
+            if self.policy.ready():
+                delta += self.apply(self.policy.step).committed
+        final = self.apply(self.policy.finish)
+        assert final.partial == ()
+        delta += final.committed
+        assert tuple(delta) == self.policy.committed, "a word was committed twice or never reported"
+        self.session.append(join_words(self.policy.committed))
+        return self.policy.committed
+
+
+_vocab = st.sampled_from(["the", "a", "man", "young", "was", "not", "ill", "disposed", "he", "."])
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), min_chunk=st.floats(0.2, 1.5), chunk=st.floats(0.1, 1.0), cap=st.floats(2.0, 6.0))
+def test_any_hypotheses_keep_commits_stable_and_single(data, min_chunk: float, chunk: float, cap: float) -> None:
+    """Whatever the recogniser says, commits only grow, each word is reported once, and prompts are commits."""
+    checker: Checker
+
+    def transcribe(audio: np.ndarray, offset: float, prompt: str) -> list[Word]:
+        assert prompt in checker.session_text(), "the prompt holds words that were never committed"
+        end = offset + audio.size / RATE
+        n = data.draw(st.integers(0, 8))
+        times = sorted(data.draw(st.lists(st.floats(offset, end), min_size=2 * n, max_size=2 * n)))
+        return [Word(" " + data.draw(_vocab), times[2 * i], times[2 * i + 1]) for i in range(n)]
+
+    policy = LocalAgreementPolicy(transcribe, min_chunk_s=min_chunk, buffer_cap_s=cap, sample_rate=RATE)
+    checker = Checker(policy)
+    for pts in (0.0, 30.0):
+        checker.segment(pts, data.draw(st.floats(0.0, 12.0)), chunk)
+
+
+def _truth(spec: list[tuple[float, float, bool]]) -> list[Word]:
+    t, out = 0.3, []
+    for i, (gap, length, stop) in enumerate(spec):
+        t += gap
+        out.append(Word(f" w{i}{'.' if stop else ''}", round(t, 3), round(t + length, 3)))
+        t += length
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    spec=st.lists(st.tuples(st.floats(0.0, 0.4), st.floats(0.12, 0.5), st.booleans()), min_size=1, max_size=70),
+    min_chunk=st.floats(0.3, 1.5),
+    chunk=st.floats(0.1, 1.0),
+    cap=st.floats(3.0, 15.0),
+)
+def test_a_recogniser_unsure_only_of_its_last_second_is_transcribed_exactly(data, spec, min_chunk, chunk, cap):
+    """Hypotheses are right except in their last second (wrong, missing or extra words, jittered times): the
+    committed words are exactly the spoken ones, each once, in order, however the buffer is cut."""
+    truth = _truth(spec)
+    duration = truth[-1].end + 0.3
+    calls = [0]
+
+    def transcribe(audio: np.ndarray, offset: float, prompt: str) -> list[Word]:
+        calls[0] += 1
+        end = offset + audio.size / RATE
+        settled = end >= duration - 1e-6  # the whole segment is in: the recogniser is sure
+        out = []
+        for w in truth:
+            if (w.start + w.end) / 2 < offset or w.end > end:
+                continue  # not in this buffer (a word cut in half by a trim belongs where its middle is)
+            jitter = data.draw(st.floats(-0.04, 0.04))
+            word = Word(w.text, round(w.start + jitter, 3), round(w.end + jitter, 3))
+            if not settled and w.end > end - 1.0:
+                choice = data.draw(st.sampled_from(["keep", "wrong", "drop"]))
+                if choice == "drop":
+                    continue
+                if choice == "wrong":
+                    word = Word(f" x{calls[0]}_{w.text.strip()}", word.start, word.end)
+            out.append(word)
+        if not settled and data.draw(st.booleans()):
+            out.append(Word(f" extra{calls[0]}", max(offset, end - 0.2), end))
+        return out
+
+    policy = LocalAgreementPolicy(transcribe, min_chunk_s=min_chunk, buffer_cap_s=cap, sample_rate=RATE)
+    committed = Checker(policy).segment(0.0, duration, chunk)
+    assert [normalise(w.text) for w in committed] == [normalise(w.text) for w in truth]
+
+
+def test_agreement_commits_only_what_two_hypotheses_share() -> None:
+    hyps = iter(
+        [
+            [Word(" he", 0.0, 0.2), Word(" was", 0.2, 0.4), Word(" nut", 0.4, 0.6)],
+            [Word(" he", 0.0, 0.2), Word(" was", 0.2, 0.4), Word(" not", 0.4, 0.6), Word(" an", 0.6, 0.7)],
+            [Word(" He", 0.0, 0.2), Word(" was", 0.2, 0.4), Word(" not", 0.4, 0.6), Word(" an", 0.6, 0.8)],
+        ]
+    )
+    policy = LocalAgreementPolicy(lambda a, o, p: next(hyps), min_chunk_s=0.5, sample_rate=RATE)
+    policy.start_segment(0.0)
+    policy.push(np.zeros(500, np.float32))
+    first = policy.step()
+    assert first.committed == () and [w.text for w in first.partial] == [" he", " was", " nut"]
+    policy.push(np.zeros(500, np.float32))
+    second = policy.step()
+    assert [w.text for w in second.committed] == [" he", " was"]
+    assert [w.text for w in second.partial] == [" not", " an"]
+    policy.push(np.zeros(300, np.float32))
+    final = policy.finish()
+    assert [w.text for w in final.committed] == [" not", " an"]
+    assert join_words(policy.committed) == "he was not an"
+
+
+def test_the_buffer_is_cut_at_a_committed_sentence_end_and_the_sentence_becomes_the_prompt() -> None:
+    seen: list[tuple[float, float, str]] = []
+    sentence = [Word(" Hello", 0.0, 0.4), Word(" there.", 0.4, 0.9), Word(" How", 1.2, 1.5)]
+
+    def transcribe(audio, offset, prompt):
+        seen.append((offset, offset + audio.size / RATE, prompt))
+        return [w for w in sentence if w.start >= offset]
+
+    policy = LocalAgreementPolicy(transcribe, min_chunk_s=0.5, sample_rate=RATE)
+    policy.start_segment(0.0)
+    for _ in range(3):
+        policy.push(np.zeros(600, np.float32))
+        policy.step()
+    assert seen[0] == (0.0, 0.6, "")
+    assert join_words(policy.committed[:2]) == "Hello there."
+    assert seen[2][0] == pytest.approx(0.9) and seen[2][2] == "Hello there."  # trimmed, and carried as prompt
+
+
+def test_fixed_chunks_are_transcribed_alone_and_committed_at_once() -> None:
+    seen: list[tuple[float, int]] = []
+
+    def transcribe(audio, offset, prompt):
+        seen.append((offset, audio.size))
+        return [Word(f" c{len(seen)}", offset + 0.1, offset + 0.5)]
+
+    policy = FixedChunkPolicy(transcribe, chunk_s=1.0, sample_rate=RATE)
+    policy.start_segment(5.0)
+    policy.push(np.zeros(2500, np.float32))
+    update = policy.step()
+    assert [w.text for w in update.committed] == [" c1", " c2"] and update.partial == ()
+    final = policy.finish()
+    assert [w.text for w in final.committed] == [" c3"]
+    assert seen == [(5.0, 1000), (6.0, 1000), (7.0, 500)]
+
+
+class FakeResult:
+    def __init__(self, words, language):
+        self.words, self.language = tuple(words), language
+
+
+class FakeRecogniser:
+    """Hears the words whose audio has arrived; detects 'de' when asked to."""
+
+    def __init__(self, words: list[Word]) -> None:
+        self.words = words
+        self.languages: list[str | None] = []
+
+    def check_language(self, code):
+        return code
+
+    def transcribe(self, audio, language=None, prompt="", offset=0.0, beam_size=1) -> FakeResult:
+        self.languages.append(language)
+        end = offset + audio.size / 16000
+        return FakeResult([w for w in self.words if w.start >= offset - 1e-6 and w.end <= end], "de")
+
+
+async def test_asr_stage_turns_growing_segments_into_stable_transcripts() -> None:
+    spoken = [Word(f" w{i}", 2.0 + 0.4 * i, 2.0 + 0.4 * i + 0.3) for i in range(10)]  # 2.0 .. 5.9 s
+    audio = np.zeros(int(4.2 * 16000), np.float32)
+
+    async def source():
+        for k in range(1, 9):  # partials every 0.5 s, then the final
+            yield SpeechSegment(AudioChunk(audio[: k * 8000], 16000, 2.0), 7, final=False)
+        yield SpeechSegment(AudioChunk(audio, 16000, 2.0), 7, final=True)
+        yield ControlEvent(ControlKind.END_OF_STREAM, 6.2)
+
+    recogniser = FakeRecogniser(spoken)
+    log = LatencyLog()
+    out = [x async for x in Pipeline([ASRStage(recogniser)], log=log).run(source())]
+    transcripts = [t for t in out if isinstance(t, Transcript)]
+    assert isinstance(out[-1], ControlEvent)
+    assert transcripts[-1].final and not any(t.final for t in transcripts[:-1])
+    for prev, cur in zip(transcripts, transcripts[1:], strict=False):
+        assert cur.committed[: len(prev.committed)] == prev.committed
+    assert transcripts[-1].committed == tuple(spoken)
+    assert all(t.segment_id == 7 and t.language == "de" for t in transcripts)
+    assert recogniser.languages[0] is None and set(recogniser.languages[1:]) == {"de"}  # detected once, then kept
+    assert len(log.for_stage("asr")) == len(transcripts)
+
+
+def test_streamed_librivox_speech_is_transcribed_well(whisper_base, librivox_clip) -> None:
+    def transcribe(audio, offset, prompt):
+        return whisper_base.transcribe(audio, language="en", prompt=prompt, offset=offset).words
+
+    result = replay(LocalAgreementPolicy(transcribe), librivox_clip.audio(), chunk_s=0.5)
+    assert word_error_rate(librivox_clip.text, result.text) <= 0.35, result.text
+    ends = [c.word.end for c in result.commits]
+    assert ends == sorted(ends) and ends[-1] <= librivox_clip.audio().size / 16000 + 0.1
+    assert all(c.heard_at >= c.word.end - 0.1 for c in result.commits)  # nothing is committed before it is heard
+
+
+@pytest.mark.slow
+def test_fixed_chunks_transcribe_worse_or_equal_than_local_agreement(whisper_base, librivox_clips) -> None:
+    def transcribe(audio, offset, prompt):
+        return whisper_base.transcribe(audio, language="en", prompt=prompt, offset=offset).words
+
+    for clip in librivox_clips.values():
+        agreed = replay(LocalAgreementPolicy(transcribe), clip.audio(), chunk_s=0.5)
+        fixed = replay(FixedChunkPolicy(transcribe), clip.audio(), chunk_s=0.5)
+        assert word_error_rate(clip.text, agreed.text) <= word_error_rate(clip.text, fixed.text) + 0.05
