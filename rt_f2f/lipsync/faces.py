@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -111,6 +112,10 @@ class MediaPipeDetector:
     def __init__(self, model: str = "both", min_confidence: float = 0.5) -> None:
         if model not in ("short", "full", "both"):
             raise ValueError(f"model must be 'short', 'full' or 'both', got {model!r}")
+        # mediapipe's C++ side logs feedback-tensor and XNNPACK notices to stderr on every graph start
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        # protobuf warns on every mediapipe call that mediapipe 0.10.14 uses a deprecated API; nothing to act on
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
         from mediapipe.python.solutions import face_detection
 
         selections = {"short": [0], "full": [1], "both": [0, 1]}[model]
