@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+import rt_f2f.lipsync  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before torch loads; see its docstring)
+
 BATCH_SIZES = (1, 4, 8, 16, 32)
 BASELINE_BATCH = 128  # the original inference.py's wav2lip_batch_size
 PARITY_BATCH = 4
@@ -100,7 +102,12 @@ def run_benchmark(
     report: dict[str, Any] = {
         "machine": machine_info(),
         "versions": versions(["torch", "onnxruntime", "onnx", "numpy", "tensorrt"]),
-        "settings": {"threads": threads, "seconds_per_point": seconds, "checkpoint": str(checkpoint)},
+        "settings": {
+            "threads": threads,
+            "seconds_per_point": seconds,
+            "checkpoint": str(checkpoint),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", ""),
+        },
         "load_average_start": os.getloadavg(),
         "results": [],
         "parity": {},

@@ -122,7 +122,20 @@ def test_unsupported_pair_lists_what_is_available() -> None:
     assert "rt-f2f models pull opus-mt-en-de" in info.value.hint
 
 
-def test_pair_no_model_covers() -> None:
+def test_pair_only_a_multilingual_model_covers_names_it_once() -> None:
+    with pytest.raises(LanguageError, match="no translation model for ja->ko is on this machine") as info:
+        get_translator("ja", "ko")
+    assert "en->pt" in info.value.message
+    assert info.value.message.count("nllb-200-600m-int8") == 1 and "any pair among" in info.value.message
+    assert "rt-f2f models pull nllb-200-600m-int8" in info.value.hint
+
+
+def test_pair_no_model_covers(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from rt_f2f.models import REGISTRY, ModelStore
+    from rt_f2f.mt import select
+
+    bilingual = {k: v for k, v in REGISTRY.items() if v.kind != "mt" or len(v.languages) <= 2}
+    monkeypatch.setattr(select, "get_store", lambda: ModelStore(home=tmp_path, registry=bilingual))
     with pytest.raises(LanguageError, match="no translation model covers ja->ko") as info:
         get_translator("ja", "ko")
     assert "en->pt" in info.value.message

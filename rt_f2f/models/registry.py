@@ -117,6 +117,11 @@ def _piper_voice(lang_dir: str, voice: str, quality: str = "medium") -> ModelSpe
 
 
 _WAV2LIP_REPO = "camenduru/Wav2Lip"
+# the languages a multilingual model serves; kept literal (not imported) so the registry stays dependency-free
+LANGUAGE_CODES = (
+    "ar", "ca", "cs", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "hu", "id", "it", "ja", "ko", "nl", "no",
+    "pl", "pt", "ro", "ru", "sv", "th", "tr", "uk", "vi", "zh",
+)  # fmt: skip
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -156,6 +161,21 @@ REGISTRY: dict[str, ModelSpec] = {
         _opus_mt("es", "en", "gaudi/opus-mt-es-en-ctranslate2"),
         _opus_mt("en", "fr", "gaudi/opus-mt-en-fr-ctranslate2"),
         _opus_mt("fr", "en", "gaudi/opus-mt-fr-en-ctranslate2"),
+        ModelSpec(
+            name="nllb-200-600m-int8",
+            kind="mt",
+            description="NLLB-200 distilled 600M (int8 CTranslate2): any pair among rt-f2f's languages",
+            licence="CC-BY-NC-4.0 (non-commercial)",
+            source=HubSource(
+                "skywood/nllb-200-distilled-600M-ct2-int8",
+                tuple(
+                    HubFile(p)
+                    for p in ("model.bin", "config.json", "shared_vocabulary.json", "sentencepiece.bpe.model")
+                ),
+            ),
+            size_bytes=623_000_000,
+            languages=LANGUAGE_CODES,
+        ),
         ModelSpec(
             name="piper-en_US-joe-medium",
             kind="tts",

@@ -67,8 +67,15 @@ def available_pairs() -> list[PairOffer]:
 
 def _unsupported(source: str, target: str) -> LanguageError:
     offers = available_pairs()
-    ready = [str(o) for o in offers if o.ready]
-    pullable = [str(o) for o in offers if not o.ready]
+    multilingual = {spec.name: spec for spec in _mt_specs() if len(spec.languages) > 2}
+
+    def listing(ready: bool) -> list[str]:
+        """Pairs one by one, but a multilingual model once (it would be hundreds of pairs)."""
+        pairs = [str(o) for o in offers if o.ready == ready and o.model not in multilingual]
+        models = dict.fromkeys(o.model for o in offers if o.ready == ready and o.model in multilingual)
+        return pairs + [f"any pair among {', '.join(multilingual[m].languages)} ({m})" for m in models]
+
+    ready, pullable = listing(True), listing(False)
     same = [o.model for o in offers if (o.source, o.target) == (source, target)]
     if same:
         message = f"no translation model for {source}->{target} is on this machine"
