@@ -9,5 +9,6 @@ SUITE_MODULES: dict[str, str] = {
     "scheduler": "benchmarks.bench_scheduler",
     "speech": "benchmarks.suite_speech",
     "pipeline": "benchmarks.suite_pipeline",
+    "simulst": "benchmarks.suite_simulst",
     "webrtc": "benchmarks.suite_webrtc",
 }
