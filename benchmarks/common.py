@@ -130,19 +130,7 @@ def finite(value: float) -> bool:
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate on lower-cased words with punctuation stripped."""
-    import re
+    """Word error rate, the same normalisation the ASR tests use."""
+    from rt_f2f.asr import word_error_rate
 
-    def words(s: str) -> list[str]:
-        return re.sub(r"[^\w\s']", " ", s.lower()).split()
-
-    ref, hyp = words(reference), words(hypothesis)
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1] / len(ref)
+    return word_error_rate(reference, hypothesis)

@@ -253,3 +253,27 @@ def test_fixed_chunks_transcribe_worse_or_equal_than_local_agreement(whisper_bas
         agreed = replay(LocalAgreementPolicy(transcribe), clip.audio(), chunk_s=0.5)
         fixed = replay(FixedChunkPolicy(transcribe), clip.audio(), chunk_s=0.5)
         assert word_error_rate(clip.text, agreed.text) <= word_error_rate(clip.text, fixed.text) + 0.05
+
+
+@pytest.mark.slow
+async def test_vad_asr_and_clauses_turn_two_utterances_into_clauses(whisper_base, librivox_clips) -> None:
+    from rt_f2f.clauses import ClauseStage
+    from rt_f2f.frames import Clause
+    from rt_f2f.vad import VADStage
+
+    a, b = librivox_clips["0880"], librivox_clips["0890"]
+    gap = np.zeros(16000, np.float32)
+    signal = np.concatenate([gap, a.audio(), gap, b.audio(), gap])
+
+    async def source():
+        for i in range(0, signal.size, 320):
+            yield AudioChunk(signal[i : i + 320], 16000, 50.0 + i / 16000)
+
+    log = LatencyLog()
+    stages = [VADStage(), ASRStage(whisper_base, language="en"), ClauseStage()]
+    clauses = [c async for c in Pipeline(stages, log=log).run(source()) if isinstance(c, Clause)]
+    text = " ".join(c.text for c in clauses)
+    assert word_error_rate(f"{a.text} {b.text}", text) <= 0.2, text
+    ends = [w.end for c in clauses for w in c.words]
+    assert ends == sorted(ends) and 50.0 < ends[0] and ends[-1] < 50.0 + signal.size / 16000
+    assert {r.stage for r in log.records} == {"vad", "asr", "clauses"}

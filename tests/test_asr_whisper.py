@@ -31,12 +31,6 @@ def test_a_clip_is_transcribed_with_word_times(whisper_base, librivox_clips) -> 
     assert [w.start for w in shifted.words] == pytest.approx([w.start + 100.0 for w in result.words], abs=1e-3)
 
 
-def test_the_language_is_detected_when_not_given(whisper_base, librivox_clips) -> None:
-    result = whisper_base.transcribe(librivox_clips["0930"].audio())
-    assert result.language == "en" and result.language_probability > 0.5
-    assert word_error_rate(librivox_clips["0930"].text, result.text) <= 0.2, result.text
-
-
 def test_language_codes_are_normalised_or_refused_with_the_valid_ones(whisper_base) -> None:
     assert whisper_base.check_language("EN-us") == "en"
     assert whisper_base.check_language("pt_BR") == "pt"
@@ -99,7 +93,7 @@ def _speech_video(path: Path, audio48k: np.ndarray) -> Path:
 def test_transcribe_file_reads_the_audio_of_a_video(whisper_base, librivox_clips, tmp_path: Path) -> None:
     clip = librivox_clips["0890"]
     video = _speech_video(tmp_path / "talk.mp4", clip.audio(48000))
-    text, language, words = transcribe_file(video)
+    text, language, words = transcribe_file(video)  # no language given: Whisper detects it
     assert language == "en"
     assert word_error_rate(clip.text, text) <= 0.2, text
     assert words and words[-1].end <= clip.audio().size / 16000 + 0.2
