@@ -88,6 +88,15 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def write_json(path: str | os.PathLike, data: object) -> Path:
+    """A report, UTF-8 and indented, written atomically."""
+    import json
+
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    return Path(path)
+
+
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:
     """16-bit PCM WAV, written atomically."""
     import soundfile as sf

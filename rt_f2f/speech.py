@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import languages
-from .audio import atomic_output, read_audio, resample, write_wav
+from .audio import atomic_output, read_audio, resample, write_json, write_wav
 from .errors import LanguageError, MediaError
 from .frames import AudioChunk, Caption, Clause, SpeechChunk, Transcript, Translation, join_words
 from .stage import LatencyLog, Pipeline, Stage
@@ -41,8 +40,12 @@ class SpeechConfig:
     queue_size: int = 32
 
     def __post_init__(self) -> None:
-        for code in (self.source, self.target):
-            languages.validate(code)
+        source, target = (languages.validate(code) for code in (self.source, self.target))
+        if source == target:
+            raise LanguageError(
+                f"source and target are both '{source}'",
+                "choose a different target (listeners of the same language get the original)",
+            )
 
 
 @dataclass
@@ -344,8 +347,6 @@ def run(args: argparse.Namespace) -> int:
         tts_backend=args.tts,
         voice_conversion=not args.no_voice_conversion,
     )
-    if config.source == config.target:
-        raise LanguageError(f"source and target are both '{config.source}'", "choose a different --target")
     samples = read_audio(args.input, INPUT_RATE)
     if samples.size < INPUT_RATE // 10:
         raise MediaError(f"{args.input}: shorter than 0.1 s", "give a recording with speech in it")
@@ -360,8 +361,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_output(args.out) as tmp:
         write_wav(tmp, result.audio, result.sample_rate)
     if args.report:
-        with atomic_output(args.report) as tmp:
-            tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        write_json(args.report, report)
     evs = report["ear_voice_span"]
     print(f"wrote {args.out} ({result.audio.size / result.sample_rate:.1f} s of {config.target} speech)")
     print(f"transcript:  {report['transcript']}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 from fractions import Fraction
@@ -17,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .audio import atomic_output, read_audio
-from .errors import LanguageError, MediaError
+from .audio import atomic_output, read_audio, write_json
+from .errors import MediaError
 from .facetoface import OUTPUT_RATE, FaceToFace, FaceToFaceConfig, FaceToFaceResult, ear_voice_spans
 from .frames import Caption
 from .speech import INPUT_RATE, SpeechConfig, SpeechEngine
@@ -154,8 +153,6 @@ def run(args: argparse.Namespace) -> int:
     from .video import VideoWriter, probe_video, read_frames
 
     config = SpeechConfig(source=args.source, target=args.target, mt_model=args.mt_model, tts_backend=args.tts)
-    if config.source == config.target:
-        raise LanguageError(f"source and target are both '{config.source}'", "choose a different --target")
     info = probe_video(args.input)
     if info.is_image:
         raise MediaError(f"{args.input}: a still image has no speech", "mux speech into a video first, or use lipsync")
@@ -185,8 +182,7 @@ def run(args: argparse.Namespace) -> int:
     write_vtt(out.with_suffix(f".{config.source}.vtt"), source)
     report = build_report(result, engine, args, lipsync_info)
     if args.report:
-        with atomic_output(args.report) as tmp:
-            tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        write_json(args.report, report)
     evs = report["ear_voice_span"]
     print(f"wrote {out} ({result.frames_written} frames), {out.with_suffix('.vtt')}")
     print(f"translation: {report['translation']}")
