@@ -180,7 +180,8 @@ def render_markdown(report: dict[str, Any], plots: list[Path]) -> str:
             continue
         lines += ["| figure | value | unit | n | better | note |", "|---|---:|---|---:|---|---|"]
         for f in suite["figures"]:
-            lines.append(f"| {f['name']} | {f['value']:.4g} | {f['unit']} | {f['n']} | {f['better']} | {f['note']} |")
+            cells = [f["name"], f"{f['value']:.4g}", f["unit"], str(f["n"]), f["better"], f["note"]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]

@@ -132,8 +132,25 @@ class FaceToFace:
         self.config = config
         self.lipsync = lipsync
         self.scheduler = AVScheduler(
-            SchedulerConfig(delay=config.delay, max_delay=config.max_delay, sample_rate=OUTPUT_RATE, fps=config.fps)
+            SchedulerConfig(
+                delay=config.delay,
+                max_delay=config.max_delay,
+                sample_rate=OUTPUT_RATE,
+                fps=config.fps,
+                lead=self._lead(config, lipsync),
+            )
         )
+
+    @staticmethod
+    def _lead(config: FaceToFaceConfig, lipsync: Any | None) -> float:
+        """How far ahead of playout frames leave the scheduler: lip-sync holds a frame for up to its batching
+        latency, and that wait must come out of the delay budget D, not be added after it."""
+        default = SchedulerConfig.lead
+        if lipsync is None:
+            return default
+        wanted = getattr(lipsync, "max_latency_s", 0.0) + default
+        room = config.delay - SchedulerConfig.audio_lookahead - 0.05
+        return max(default, min(wanted, room))
 
     def _note_speech(self, item: SpeechChunk | Caption, result: FaceToFaceResult) -> bool:
         """Captions are kept; speech returns True. Remembers each clause's first word for the ear-voice span."""

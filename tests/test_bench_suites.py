@@ -1,0 +1,158 @@
+"""The benchmark suites behind ``rt-f2f bench``: a cheap subset through the CLI, the pieces of the heavier suites
+that turn engine logs into figures, and (slow) the speech-side suites end to end.
+
+The full ``--quick`` run is tests/test_bench.py's slow test; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from rt_f2f.bench import validate
+from rt_f2f.cli import main
+from rt_f2f.speech import ClauseRecord
+from rt_f2f.stage import LatencyLog, LatencyRecord
+
+
+def _results(out: Path) -> dict:
+    report = json.loads((out / "results.json").read_text())
+    assert validate(report) == []
+    return report
+
+
+def test_cheap_suites_run_through_the_cli(tmp_path: Path) -> None:
+    assert main(["bench", "--quick", "--suite", "mt", "scheduler", "--out", str(tmp_path)]) == 0
+    report = _results(tmp_path)
+    assert [s["suite"] for s in report["suites"]] == ["mt", "scheduler"]
+    assert report["settings"] == {"quick": True, "device": "cpu", "suites": ["mt", "scheduler"]}
+    for suite in report["suites"]:
+        assert suite["status"] == "ok", suite["reason"]
+        assert suite["figures"] and all(f["n"] >= 1 and math.isfinite(f["value"]) for f in suite["figures"])
+    assert {p.name for p in tmp_path.glob("*.png")} >= {"latency_cdf.png", "output_delay.png"}
+    md = (tmp_path / "report.md").read_text()
+    assert "## mt (ok" in md and "## scheduler (ok" in md and "![output_delay](output_delay.png)" in md
+
+
+def test_webrtc_suite_says_why_it_cannot_run(monkeypatch) -> None:
+    import importlib.util
+
+    from benchmarks import suite_webrtc
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "rt_f2f.server" else real(name, *a)
+    )
+    result = suite_webrtc.SUITE.run(suite_webrtc.BenchContext(quick=True))
+    assert result.status == "skipped" and "rt_f2f/server" in result.reason and not result.figures
+
+
+def _record(stage: str, media_in: float, media_out: float, wall_in: float, wall_out: float) -> LatencyRecord:
+    return LatencyRecord(stage, media_in, media_out, wall_in, wall_out)
+
+
+def test_speech_waterfall_follows_the_first_clause_through_the_stages() -> None:
+    from benchmarks.suite_speech import first_clause_waterfall
+
+    t0 = 100.0
+    clause = ClauseRecord(0, "he was not an ill disposed young man,", 0.1, 2.7, 0.4, "ele", 5.0, 5.0, 7.0)
+    log = LatencyLog()
+    for rec in (
+        _record("vad", 2.0, 2.0, 102.0, 102.001),
+        _record("vad", 2.75, 2.72, 102.8, 102.801),  # delivered the audio of the clause's last word
+        _record("asr", 2.0, 1.2, 102.0, 103.0),  # committed only part of the clause
+        _record("asr", 3.0, 2.7, 103.0, 104.0),  # committed its last word
+        _record("clauses", 3.0, 2.7, 104.0, 104.0001),
+        _record("mt", 0.1, 0.1, 104.0, 104.2),
+        _record("tts", 0.1, 0.1, 104.2, 104.9),
+        _record("tts", 0.1, 1.5, 104.2, 105.6),
+        _record("vc", 0.1, 0.1, 104.9, 105.0),
+    ):
+        log.add(rec)
+    bars = first_clause_waterfall(SimpleNamespace(clauses=[clause], log=log), t0)
+    by_stage = {b["stage"]: (b["start"], b["end"]) for b in bars}
+    assert [b["stage"] for b in bars] == [
+        "speaker (clause spoken)", "vad", "asr (commit)", "clauses", "mt", "tts (first chunk)", "vc (first chunk)",
+        "listener (translation plays)",
+    ]  # fmt: skip
+    assert by_stage["speaker (clause spoken)"] == pytest.approx((-0.3, 2.3))  # relative to the first word's end
+    assert by_stage["vad"] == pytest.approx((2.4, 2.401))
+    assert by_stage["asr (commit)"] == pytest.approx((2.6, 3.6))  # the call that committed the last word
+    assert by_stage["mt"] == pytest.approx((3.6, 3.8))
+    assert by_stage["tts (first chunk)"] == pytest.approx((3.8, 4.5))  # the first chunk, not the clause's last
+    assert by_stage["vc (first chunk)"] == pytest.approx((4.5, 4.6))
+    assert by_stage["listener (translation plays)"] == pytest.approx((4.6, 6.6))
+    assert first_clause_waterfall(SimpleNamespace(clauses=[], log=log), t0) == []
+
+
+def test_pipeline_bottleneck_costs_are_per_clause() -> None:
+    from benchmarks.suite_pipeline import FPS, _clause_costs
+    from rt_f2f.frames import Caption
+
+    captions = [
+        Caption("Ele não era um jovem mal-disposto,", "pt", 0.1, 2.7, True, "translation"),
+        Caption("he was not an ill disposed young man,", "en", 0.1, 2.7, True, "source"),
+        Caption("a menos que", "pt", 3.1, 5.9, True, "translation"),  # placed or dropped: counted the same
+    ]
+    result = SimpleNamespace(captions=captions)
+    log = LatencyLog()
+    for rec in (
+        _record("asr", 1.0, 1.2, 0.0, 0.5),
+        _record("asr", 2.0, 2.7, 1.0, 1.75),  # both commit clause 0's words
+        _record("asr", 4.0, 5.9, 2.0, 4.0),  # clause 1's
+        _record("mt", 0.1, 0.1, 2.0, 2.1),
+        _record("mt", 3.1, 3.1, 4.0, 4.05),
+        _record("tts", 0.1, 0.1, 2.1, 2.5),  # clause 0: two chunks, cumulative from the clause's wall_in
+        _record("tts", 0.1, 1.2, 2.1, 3.1),
+        _record("vc:passthrough", 0.1, 0.1, 2.5, 2.5),
+        _record("vc:passthrough", 1.2, 1.2, 3.1, 3.1),
+        _record("tts", 3.1, 3.1, 4.05, 4.25),  # clause 1: one chunk
+        _record("vc", 3.1, 3.1, 4.25, 4.55),
+    ):
+        log.add(rec)
+    costs = _clause_costs(result, log, generator_s_per_frame=0.04)
+    assert costs[0] == pytest.approx({"asr": 1.25, "mt": 0.1, "tts": 1.0, "vc": 0.0, "lipsync": 2.6 * FPS * 0.04})
+    assert costs[1] == pytest.approx({"asr": 2.0, "mt": 0.05, "tts": 0.2, "vc": 0.3, "lipsync": 2.8 * FPS * 0.04})
+    assert [max(c, key=c.get) for c in costs] == ["lipsync", "lipsync"]
+    no_lipsync = _clause_costs(result, log, generator_s_per_frame=None)
+    assert [max(c, key=c.get) for c in no_lipsync] == ["asr", "asr"] and "lipsync" not in no_lipsync[0]
+
+
+def test_pipeline_clip_is_a_talking_video(tmp_path: Path) -> None:
+    from benchmarks.suite_pipeline import FPS, build_clip
+    from rt_f2f.video import probe_video
+
+    pytest.importorskip("skimage", reason="the clip's face photo comes from scikit-image")
+    info = probe_video(build_clip(tmp_path, 1.0))
+    assert info.has_audio and not info.is_image
+    assert info.fps == pytest.approx(FPS) and info.frame_count == int(FPS)
+    assert (info.width, info.height) == (256, 256)
+
+
+@pytest.mark.slow
+def test_speech_side_suites_report_their_comparisons(tmp_path: Path) -> None:
+    assert main(["bench", "--quick", "--suite", "tts", "voice", "speech", "--out", str(tmp_path)]) == 0
+    report = _results(tmp_path)
+    suites = {s["suite"]: s for s in report["suites"]}
+    for name in ("tts", "voice", "speech"):
+        assert suites[name]["status"] == "ok", suites[name]["reason"]
+    names = {name: {f["name"] for f in s["figures"]} for name, s in suites.items()}
+    assert {
+        "piper (en) baseline / streamed time to first audio (p50)",
+        "kokoro (pt) baseline / streamed time to first audio (p50)",
+        "piper (en) real-time factor",
+    } <= names["tts"]
+    assert {"speaker similarity, converted", "similarity gained by conversion"} <= names["voice"]
+    assert {"ear-voice span (rt-f2f, live) p50", "baseline / rt-f2f ear-voice span, first clause",
+            "asr real-time factor", "tts compute p50"} <= names["speech"]  # fmt: skip
+    figures = {f["name"]: f for f in suites["voice"]["figures"]}
+    assert figures["speaker similarity, converted"]["n"] == 2 * 3  # 2 sentences x 3 held-out clips
+    bars = suites["speech"]["series"]["waterfall"]
+    assert [b["stage"] for b in bars][:2] == ["speaker (clause spoken)", "vad"] and "mt" in {b["stage"] for b in bars}
+    assert all(b["end"] >= b["start"] for b in bars)
+    assert suites["speech"]["series"]["cdf:speech ear-voice span (live)"]
+    assert (tmp_path / "waterfall_speech.png").stat().st_size > 1000
