@@ -1,0 +1,187 @@
+"""Fifty people join and drop out of a call; the server must give back everything they held.
+
+A resident listener stays in the room (hearing another language, so every newcomer gets a translation feed with its
+engine and video delay line), while aiortc participants come in waves, send audio and video, and leave three ways:
+saying goodbye on the data channel, closing the connection, or falling silent (the idle sweep removes them).
+Captions reach a listener whatever its slots, so the resident takes one slot and the churners none: with everyone's
+media decoded and encoded in this one Python process, a fuller fan-out backs up the resident's UDP socket enough
+that aioice's 0.5 s consent checks time out and the resident's connection expires, which is not what this measures.
+
+Afterwards the asyncio tasks and threads of the process are back to the warmed-up baseline, Python's traced
+memory has not grown by more than a few megabytes, and the room's routing tables hold only the resident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+
+from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
+from rt_f2f.server.app import REGISTRY, ServerConfig, create_app
+from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+from rt_f2f.server.limits import Limits
+from rt_f2f.server.translate import default_feed_factory
+
+CHURNERS = 50
+WAVE = 5
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
+
+
+class EchoEngine:
+    """Test double for ``SpeechEngine``: speaks back every half second of input and captions it."""
+
+    def load(self) -> None:
+        pass
+
+    async def run(self, audio) -> AsyncIterator[SpeechChunk | Caption]:
+        held: list[np.ndarray] = []
+        async for chunk in audio:
+            held.append(chunk.samples)
+            if sum(x.size for x in held) >= chunk.sample_rate // 2:
+                samples = np.concatenate(held)
+                held.clear()
+                words = (Word(" hi", chunk.end - 0.5, chunk.end),)
+                translation = Translation(Clause("hi", words, "en", 0), "oi", "pt")
+                yield Caption("oi", "pt", chunk.end - 0.5, chunk.end, True, "translation")
+                yield SpeechChunk(AudioChunk(samples, chunk.sample_rate, chunk.pts), translation, True, True)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def own_threads() -> int:
+    """Threads other than the default executor's: that pool grows lazily to a fixed size and stays (not a leak)."""
+    return sum(1 for t in threading.enumerate() if not t.name.startswith("asyncio_"))
+
+
+def snapshot() -> tuple[int, int, int, int]:
+    gc.collect()
+    return len(asyncio.all_tasks()), own_threads(), tracemalloc.get_traced_memory()[0], rss_bytes()
+
+
+async def settle(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the server did not settle in time"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow  # about 50 s on two shared cores
+async def test_fifty_participants_come_and_go_without_leaks():
+    async with asyncio.timeout(240):  # bounded: a hang fails the test instead of the whole run
+        await churn()
+
+
+async def churn() -> None:
+    limits = Limits(max_participants=WAVE + 1, idle_timeout_s=3.0, connect_timeout_s=5.0)
+    config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
+    app = create_app(config, default_feed_factory(lambda source, target: EchoEngine()))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    registry = app[REGISTRY]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/rooms", json={}) as r:
+            room = await r.json()
+    resident = RoomClient(
+        base, room["id"], room["token"], name="resident", speak="pt", hear="pt", slots=1, ping_s=0.5, record_audio_s=0
+    )
+    await resident.join()
+    server_room = registry.rooms[room["id"]]
+    tone = (0.2 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
+    heard_from: set[str] = set()
+    ways = ("message", "close", "silence")
+
+    async def wave(index: int, mixed: bool = False) -> None:
+        clients = [
+            RoomClient(
+                base,
+                room["id"],
+                room["token"],
+                name=f"c{index}-{i}",
+                speak="en",
+                hear="pt",
+                slots=0,  # they only speak: media volume stays low enough for one shared test process (see below)
+                audio=ArrayAudioTrack(tone, 16000, loop=True),
+                video=PatternVideoTrack(96, 64, 10),
+                ping_s=0.5,
+            )
+            for i in range(WAVE)
+        ]
+        await asyncio.gather(*(c.join() for c in clients))
+        await settle(lambda: len(server_room.participants) == WAVE + 1, 5)
+        ids = {c.participant["id"] for c in clients}
+
+        def all_heard() -> bool:  # media flows: every churner's speech comes back translated to the resident
+            heard_from.update(x["speaker"] for x in resident.captions if x["speaker"] in ids)
+            return ids <= heard_from
+
+        await settle(all_heard, 10)
+        resident.messages.clear()
+        for i, c in enumerate(clients):
+            # one way per wave, so only every third wave waits for the idle sweep; the warm-up mixes all three
+            way = ways[i % len(ways)] if mixed else ways[index % len(ways)]
+            if way == "message":
+                await c.leave()
+            elif way == "close":
+                await c.close()
+            else:  # falls silent: stops media and pings but keeps its connection open until the server drops it
+                for task in list(c._tasks):
+                    task.cancel()
+                c.audio.stop()
+                c.video.stop()
+        await settle(lambda: len(server_room.participants) == 1, 2 * limits.idle_timeout_s + 5)
+        await asyncio.gather(*(c.close() for c in clients))
+
+    rss_trend: list[int] = []
+    tracemalloc.start(1)
+    try:
+        await wave(0, mixed=True)  # warm-up: codecs, thread pools and caches that stay for the process's life
+        await settle(lambda: set(server_room.feeds) == set(), 5)
+        await asyncio.sleep(0.5)
+        base_tasks, base_threads, base_traced, base_rss = snapshot()
+        for index in range(1, CHURNERS // WAVE + 1):
+            await wave(index)
+            rss_trend.append(rss_bytes())
+        await settle(lambda: len(asyncio.all_tasks()) <= base_tasks, 10)
+        await settle(lambda: own_threads() <= base_threads, 10)
+        await asyncio.sleep(0.5)
+        tasks, threads, traced, rss = snapshot()
+        routed = len(server_room.participants), len(server_room.feeds)
+        print(
+            f"baseline tasks {base_tasks} threads {base_threads} traced {base_traced / 2**20:.1f} MiB rss {base_rss / 2**20:.0f} MiB"
+        )
+        print("rss per wave (MiB):", [round(r / 2**20) for r in rss_trend])
+        print(f"after    tasks {tasks} threads {threads} traced {traced / 2**20:.1f} MiB rss {rss / 2**20:.0f} MiB")
+    finally:
+        tracemalloc.stop()
+        await resident.close()
+        await runner.cleanup()
+
+    assert len(heard_from) == CHURNERS + WAVE  # every churner really was translated for the resident
+    assert tasks <= base_tasks, f"{tasks - base_tasks} asyncio tasks leaked"
+    assert threads <= base_threads, f"{threads - base_threads} threads leaked"
+    pool = asyncio.get_running_loop()._default_executor
+    assert pool is None or sum(t.name.startswith("asyncio_") for t in threading.enumerate()) <= pool._max_workers
+    assert traced - base_traced < 8 * 2**20, f"traced memory grew by {(traced - base_traced) / 2**20:.1f} MiB"
+    assert rss - base_rss < 120 * 2**20, f"RSS grew by {(rss - base_rss) / 2**20:.1f} MiB"
+    assert routed == (1, 0)  # only the resident is left, and it hears nobody
