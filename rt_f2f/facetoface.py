@@ -155,8 +155,7 @@ class FaceToFace:
     def _note_speech(self, item: SpeechChunk | Caption, result: FaceToFaceResult) -> bool:
         """Captions are kept; speech returns True. Remembers each clause's first word for the ear-voice span."""
         if isinstance(item, Caption):
-            if item.final:
-                result.captions.append(item)
+            result.captions.append(item)  # partial and final, both languages, in the order they happened
             return False
         clause = item.translation.source
         if clause.words and clause.clause_id not in result.first_word_end:

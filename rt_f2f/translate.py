@@ -71,7 +71,7 @@ def caption_cues(result: FaceToFaceResult, delay: float) -> tuple[list, list]:
     """
     timings = result.scheduler.metrics().clauses if result.scheduler else []
     translated, source = [], []
-    for cap in result.captions:
+    for cap in (c for c in result.captions if c.final):
         if cap.kind == "source":
             source.append((cap.start, cap.end, cap.text))
             continue
@@ -98,8 +98,12 @@ def build_report(
         "delay_s": args.delay,
         "max_delay_s": args.max_delay,
         "wall_seconds": result.wall_seconds,
-        "transcript": " ".join(c.text for c in captions if c.kind == "source"),
-        "translation": " ".join(c.text for c in captions if c.kind == "translation"),
+        "transcript": " ".join(c.text for c in captions if c.final and c.kind == "source"),
+        "translation": " ".join(c.text for c in captions if c.final and c.kind == "translation"),
+        "captions": [
+            {"kind": c.kind, "language": c.language, "start": c.start, "end": c.end, "final": c.final, "text": c.text}
+            for c in captions
+        ],
         "ear_voice_span": {
             "p50": float(np.percentile(evs, 50)) if evs else None,
             "p95": float(np.percentile(evs, 95)) if evs else None,

@@ -62,6 +62,8 @@ def test_translate_writes_lipsynced_portuguese_with_captions(talking, tmp_path: 
     assert report["lipsync"]["enabled"] and report["lipsync"]["frames_rendered"] > 0
     assert report["ear_voice_span"]["n"] >= 1 and report["ear_voice_span"]["p50"] > 0
     assert "jovem" in report["translation"].lower()
+    kinds = {(c["kind"], c["final"]) for c in report["captions"]}
+    assert {("source", True), ("translation", True)} <= kinds and ("source", False) in kinds  # partials too
     assert any(d["kind"] == "place" for d in report["decisions"])
     # the MP4 holds H.264 video and AAC audio of the same length, the audio is the Portuguese speech
     streams = _streams(out)
