@@ -28,6 +28,21 @@ TARGET_WORDS = (
 ).split()
 
 
+# A few thousand parameters: enough for the real conversion and decoding code to run, fast to build.
+# init_std 1.0: large random weights make the output depend on the input, so tests can tell inputs apart.
+TINY_TRANSFORMER = dict(
+    d_model=16,
+    encoder_layers=1,
+    decoder_layers=1,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    encoder_ffn_dim=32,
+    decoder_ffn_dim=32,
+    max_position_embeddings=512,
+    init_std=1.0,
+)
+
+
 def _sentences(words: list[str], n: int, rng: random.Random) -> list[str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 10))) for _ in range(n)]
 
@@ -88,19 +103,11 @@ def build_tiny_opus_mt(dest: Path, seed: int = 0) -> Path:
     pad = len(vocab) - 1
     config = MarianConfig(
         vocab_size=len(vocab),
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_position_embeddings=512,
+        **TINY_TRANSFORMER,
         pad_token_id=pad,
         eos_token_id=0,
         decoder_start_token_id=pad,
         share_encoder_decoder_embeddings=True,
-        init_std=1.0,  # large random weights make the output depend on the input, so tests can tell inputs apart
     )
     model = MarianMTModel(config)
     with torch.no_grad():
@@ -134,19 +141,11 @@ def build_tiny_m2m100(dest: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = M2M100Config(
         vocab_size=len(full_vocab) + tokenizer.num_madeup_words,  # M2M100 ends its vocabulary with 8 "madeupword"s
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_position_embeddings=512,
+        **TINY_TRANSFORMER,
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,
         decoder_start_token_id=2,
-        init_std=1.0,
     )
     M2M100ForConditionalGeneration(config).save_pretrained(work)
 

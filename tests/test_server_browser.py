@@ -186,6 +186,21 @@ def loud_seconds(samples_48k: np.ndarray) -> float:
     return float(np.count_nonzero(rms > 0.01) * 0.02)
 
 
+def silent_bot(base: str, room: dict, language: str, video: tuple[int, int, int]) -> RoomClient:
+    """The Python participant: speaks and hears ``language``, sends silence and a test pattern (w, h, fps)."""
+    return RoomClient(
+        base,
+        room["id"],
+        room["token"],
+        name="Bot",
+        speak=language,
+        hear=language,
+        slots=3,
+        audio=ArrayAudioTrack(np.zeros(16000, np.float32), 16000, loop=True),
+        video=PatternVideoTrack(*video),
+    )
+
+
 def words(text: str) -> set[str]:
     return {w.strip(".,!?;:'\"").lower() for w in text.replace("-", " ").split()}
 
@@ -193,17 +208,7 @@ def words(text: str) -> set[str]:
 async def test_browser_and_python_participant_hear_and_see_each_other(playwright_api, fake_devices, whisper):
     async with asyncio.timeout(120), served() as (app, base):
         room = await create_room(base)
-        bot = RoomClient(
-            base,
-            room["id"],
-            room["token"],
-            name="Bot",
-            speak="en",
-            hear="en",
-            slots=3,
-            audio=ArrayAudioTrack(np.zeros(16000, np.float32), 16000, loop=True),
-            video=PatternVideoTrack(320, 240, 15),
-        )
+        bot = silent_bot(base, room, "en", (320, 240, 15))
         await bot.join()
         try:
             async with chromium(playwright_api, fake_devices) as (page, page_errors):
@@ -276,17 +281,7 @@ async def test_browser_speech_arrives_translated_with_captions(playwright_api, f
     y4m, _, once = fake_devices
     async with asyncio.timeout(300), served(default_feed_factory(engines)) as (app, base):
         room = await create_room(base)
-        bot = RoomClient(
-            base,
-            room["id"],
-            room["token"],
-            name="Bot",
-            speak="pt",
-            hear="pt",
-            slots=3,
-            audio=ArrayAudioTrack(np.zeros(16000, np.float32), 16000, loop=True),
-            video=PatternVideoTrack(160, 120, 10),
-        )
+        bot = silent_bot(base, room, "pt", (160, 120, 10))
         await bot.join()
         try:
             async with chromium(playwright_api, (y4m, once)) as (page, page_errors):
