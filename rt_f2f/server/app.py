@@ -14,6 +14,7 @@ import time
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from .translate import FeedFactory, default_feed_factory
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+# The browser client ships as package data (web/ in the repository, rt_f2f.web once installed).
+DEFAULT_WEB_DIR = Path(str(resources.files("rt_f2f.web")))
 REGISTRY = web.AppKey("registry", Registry)
 TICKER = web.AppKey("ticker", asyncio.Task)
 

@@ -1,0 +1,51 @@
+"""The wheel, not just the checkout: a non-editable install must carry every package and the browser client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("rt_f2f-*.whl")
+    return built
+
+
+def test_wheel_holds_every_package_and_the_web_client(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for top in ("rt_f2f", "engines", "benchmarks"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            assert init.relative_to(ROOT).as_posix() in names, f"{init.parent} is missing from pyproject's packages"
+    for asset in ("index.html", "app.js", "style.css"):
+        assert f"rt_f2f/web/{asset}" in names
+
+
+def test_installed_server_serves_the_packaged_client(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    probe = "from rt_f2f.server.app import DEFAULT_WEB_DIR as d; print(d); print((d / 'index.html').read_text()[:15])"
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    )
+    web_dir, head = done.stdout.splitlines()[:2]
+    assert Path(web_dir).is_relative_to(target)
+    assert head.lower().startswith("<!doctype html")
