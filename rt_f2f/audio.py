@@ -32,6 +32,45 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(samples, rate_out // g, rate_in // g).astype(np.float32)
 
 
+class StreamingResampler:
+    """Mono float32 in, mono float32 out at another rate, block by block, without a seam at block edges.
+
+    libswresample (through PyAV) keeps its filter state between calls, so streamed speech does not click where one
+    block ends and the next begins; ``flush`` returns the samples it still holds once the stream ends. (The VAD
+    uses ``rt_f2f.vad.StreamResampler`` instead: it must match whole-signal ``resample_poly`` exactly.)
+    """
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self.rate_in, self.rate_out = int(rate_in), int(rate_out)
+        self._resampler = None
+        if self.rate_in != self.rate_out:
+            import av
+
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate_out)
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
+        if self._resampler is None or samples.size == 0:
+            return samples.reshape(-1).copy()
+        import av
+
+        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+        frame.sample_rate = self.rate_in
+        return mono_samples(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        if self._resampler is None:
+            return np.zeros(0, np.float32)
+        return mono_samples(self._resampler.resample(None))
+
+
+def mono_samples(frames: list) -> np.ndarray:
+    """PyAV mono audio frames -> one float32 array."""
+    if not frames:
+        return np.zeros(0, np.float32)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
     """Decode the first audio stream of any media file to mono float32 at ``sample_rate``."""
     import av

@@ -38,7 +38,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from .audio import resample
+from .audio import StreamingResampler, resample
 from .avclock import VideoClockMapper
 from .errors import MediaError, RtF2fError
 from .frames import AudioChunk, SpeechChunk, VideoFrame
@@ -240,38 +240,6 @@ class SchedulerMetrics:
         }
 
 
-class _Resampler:
-    """Stateful resampling (libswresample through PyAV), so chunk edges of streamed speech do not click."""
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self.rate_in, self.rate_out = rate_in, rate_out
-        self._resampler = None
-        if rate_in != rate_out:
-            import av
-
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate_out)
-
-    def process(self, samples: np.ndarray) -> np.ndarray:
-        if self._resampler is None or samples.size == 0:
-            return samples
-        import av
-
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, :]), format="flt", layout="mono")
-        frame.sample_rate = self.rate_in
-        return self._collect(self._resampler.resample(frame))
-
-    def flush(self) -> np.ndarray:
-        if self._resampler is None:
-            return np.zeros(0, np.float32)
-        return self._collect(self._resampler.resample(None))
-
-    @staticmethod
-    def _collect(frames: list) -> np.ndarray:
-        if not frames:
-            return np.zeros(0, np.float32)
-        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
-
-
 @dataclass(eq=False)
 class _Clause:
     clause_id: int
@@ -279,7 +247,7 @@ class _Clause:
     source_end: float
     sample_rate: int  # of its input audio
     stretch: StreamingTimeStretch
-    resampler: _Resampler
+    resampler: StreamingResampler
     pending: list[np.ndarray] = field(default_factory=list)  # input audio not rendered yet
     received: int = 0  # input samples received
     complete: bool = False  # its last chunk arrived
@@ -521,7 +489,7 @@ class AVScheduler:
             source_end=end,
             sample_rate=rate,
             stretch=StreamingTimeStretch(rate, 1.0, cfg.stretch_frame),
-            resampler=_Resampler(rate, self._sr),
+            resampler=StreamingResampler(rate, self._sr),
         )
         self._queue.append(clause)
         self._by_id[cid] = clause

@@ -23,13 +23,14 @@ from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rt_f2f.audio import StreamingResampler
 from rt_f2f.errors import RtF2fError
 from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
 from rt_f2f.server.app import REGISTRY, ServerConfig, create_app
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
 from rt_f2f.server.errors import ApiError
 from rt_f2f.server.limits import Limits, MediaSettings, TokenBucket
-from rt_f2f.server.media import LatestFrames, PcmFifo, StaleFrames, StreamingResampler, WallClockMap, drain_track
+from rt_f2f.server.media import LatestFrames, PcmFifo, StaleFrames, WallClockMap, drain_track
 from rt_f2f.server.peer import add_bitrate_hints, parse_offer
 from rt_f2f.server.translate import default_feed_factory
 

@@ -22,6 +22,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 
+from ..audio import StreamingResampler
 from ..errors import RtF2fError
 from .media import (
     SAMPLES_PER_FRAME,
@@ -29,7 +30,6 @@ from .media import (
     VIDEO_TIME_BASE,
     WEBRTC_RATE,
     DecodedAudio,
-    StreamingResampler,
     audio_frame,
     cancel_and_wait,
     drain_track,

@@ -23,6 +23,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..audio import mono_samples
+
 log = logging.getLogger(__name__)
 
 WEBRTC_RATE = 48000  # Opus in WebRTC always runs at 48 kHz
@@ -171,27 +173,6 @@ class LatestFrames(Generic[T]):
         self._items.clear()
 
 
-class StreamingResampler:
-    """Mono float32 in, mono float32 out at another rate, keeping filter state across blocks (no seams)."""
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self.rate_in = int(rate_in)
-        self.rate_out = int(rate_out)
-        self._resampler = (
-            av.AudioResampler(format="flt", layout="mono", rate=self.rate_out)
-            if self.rate_in != self.rate_out
-            else None
-        )
-
-    def process(self, samples: np.ndarray) -> np.ndarray:
-        samples = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
-        if self._resampler is None or samples.size == 0:
-            return samples.reshape(-1).copy()
-        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-        frame.sample_rate = self.rate_in
-        return _frames_to_mono(self._resampler.resample(frame))
-
-
 class DecodedAudio:
     """Decoded WebRTC audio frames (any layout/format/rate) -> mono float32 at one rate."""
 
@@ -201,13 +182,7 @@ class DecodedAudio:
 
     def convert(self, frame: av.AudioFrame) -> np.ndarray:
         frame.pts = None  # the resampler would otherwise insist on continuous timestamps across packet loss
-        return _frames_to_mono(self._resampler.resample(frame))
-
-
-def _frames_to_mono(frames: list[av.AudioFrame]) -> np.ndarray:
-    if not frames:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
+        return mono_samples(self._resampler.resample(frame))
 
 
 def audio_frame(samples: np.ndarray, pts: int, rate: int = WEBRTC_RATE) -> av.AudioFrame:

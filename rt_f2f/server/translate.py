@@ -26,10 +26,11 @@ from typing import Any, Protocol
 import av
 import numpy as np
 
+from ..audio import StreamingResampler
 from ..errors import RtF2fError
 from ..frames import AudioChunk, Caption, SpeechChunk
 from .limits import MediaSettings
-from .media import ENGINE_RATE, WEBRTC_RATE, Relay, StreamingResampler, VideoDelayLine, WallClockMap, spawn
+from .media import ENGINE_RATE, WEBRTC_RATE, Relay, VideoDelayLine, WallClockMap, spawn
 
 log = logging.getLogger(__name__)
 
