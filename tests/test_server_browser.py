@@ -14,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from aiohttp import web
+from browser_fixtures import loopback_ice, loud_seconds, python_participant, served, wait_or_explain
 
 from rt_f2f.audio import read_audio, write_wav
-from rt_f2f.server.app import REGISTRY, ServerConfig, create_app
-from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient, create_room
+from rt_f2f.server.app import REGISTRY
+from rt_f2f.server.client import create_room
 
 pytestmark = pytest.mark.browser
+__all__ = ["loopback_ice"]  # autouse here: lets aiortc offer 127.0.0.1
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "en_sample.wav"
@@ -43,14 +43,6 @@ FLAGS = [
     "--allow-loopback-in-peer-connection",
     "--autoplay-policy=no-user-gesture-required",
 ]
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioice skips 127.0.0.1 when gathering; Chromium offers it with --allow-loopback-in-peer-connection."""
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
 
 
 @pytest.fixture(scope="module")
@@ -111,19 +103,6 @@ def whisper():
 
 
 @contextlib.asynccontextmanager
-async def served(feed_factory=None) -> AsyncIterator[tuple[web.Application, str]]:
-    app = create_app(ServerConfig(), feed_factory)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield app, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    finally:
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
 async def chromium(playwright_api, devices: tuple[Path, ...] | None, grant: bool = True):
     """A fresh headless Chromium; ``devices`` feeds the fake camera and microphone, ``grant`` answers their prompt."""
     flags = list(FLAGS)
@@ -166,41 +145,6 @@ def transcribe(model, samples_48k: np.ndarray, language: str | None = None) -> t
     return " ".join(s.text.strip() for s in segments).strip(), info.language, info.language_probability
 
 
-async def wait_or_explain(bot: RoomClient, predicate, timeout: float, what: str, poll: float = 0.2) -> None:
-    """Wait for ``predicate``; on timeout fail with what the server last said (stats, statuses, captions)."""
-    try:
-        await bot.wait_for(predicate, timeout, poll=poll)
-    except TimeoutError:
-        stats = [m for m in bot.messages if m["type"] == "stats"][-1:]
-        statuses = [m for m in bot.messages if m["type"] == "status"]
-        raise AssertionError(f"{what} not within {timeout} s; stats {stats}; status {statuses}; "
-                             f"captions {bot.captions[-4:]}") from None  # fmt: skip
-
-
-def loud_seconds(samples_48k: np.ndarray) -> float:
-    """How much of the audio is sound (20 ms frames above -40 dBFS RMS), in seconds."""
-    n = samples_48k.size // 960
-    if n == 0:
-        return 0.0
-    rms = np.sqrt(np.mean(samples_48k[: n * 960].reshape(n, 960) ** 2, axis=1))
-    return float(np.count_nonzero(rms > 0.01) * 0.02)
-
-
-def silent_bot(base: str, room: dict, language: str, video: tuple[int, int, int]) -> RoomClient:
-    """The Python participant: speaks and hears ``language``, sends silence and a test pattern (w, h, fps)."""
-    return RoomClient(
-        base,
-        room["id"],
-        room["token"],
-        name="Bot",
-        speak=language,
-        hear=language,
-        slots=3,
-        audio=ArrayAudioTrack(np.zeros(16000, np.float32), 16000, loop=True),
-        video=PatternVideoTrack(*video),
-    )
-
-
 def words(text: str) -> set[str]:
     return {w.strip(".,!?;:'\"").lower() for w in text.replace("-", " ").split()}
 
@@ -208,7 +152,7 @@ def words(text: str) -> set[str]:
 async def test_browser_and_python_participant_hear_and_see_each_other(playwright_api, fake_devices, whisper):
     async with asyncio.timeout(120), served() as (app, base):
         room = await create_room(base)
-        bot = silent_bot(base, room, "en", (320, 240, 15))
+        bot = python_participant(base, room, "en", (320, 240, 15))
         await bot.join()
         try:
             async with chromium(playwright_api, fake_devices) as (page, page_errors):
@@ -281,7 +225,7 @@ async def test_browser_speech_arrives_translated_with_captions(playwright_api, f
     y4m, _, once = fake_devices
     async with asyncio.timeout(300), served(default_feed_factory(engines)) as (app, base):
         room = await create_room(base)
-        bot = silent_bot(base, room, "pt", (160, 120, 10))
+        bot = python_participant(base, room, "pt", (160, 120, 10))
         await bot.join()
         try:
             async with chromium(playwright_api, (y4m, once)) as (page, page_errors):

@@ -1,0 +1,77 @@
+"""What the real-browser call tests (Chromium, Firefox) share: a live server, the Python participant, audio checks.
+
+Import ``loopback_ice`` into a test module to make it autouse there: aioice skips 127.0.0.1 when gathering host
+candidates, and the browsers here have no other address to offer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from rt_f2f.server.app import ServerConfig, create_app
+from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice skips 127.0.0.1 when gathering; the browsers offer it when told to (a flag, or a pref)."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
+
+
+@contextlib.asynccontextmanager
+async def served(feed_factory=None) -> AsyncIterator[tuple[web.Application, str]]:
+    """The call server on a free loopback port: (app, base URL); it stops when the block ends."""
+    app = create_app(ServerConfig(), feed_factory)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield app, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+
+
+def python_participant(
+    base: str, room: dict, language: str, video: tuple[int, int, int], audio: ArrayAudioTrack | None = None
+) -> RoomClient:
+    """The participant "Bot", speaking and hearing ``language``: sends ``audio`` (silence by default) and a test
+    pattern (w, h, fps)."""
+    return RoomClient(
+        base,
+        room["id"],
+        room["token"],
+        name="Bot",
+        speak=language,
+        hear=language,
+        slots=3,
+        audio=audio or ArrayAudioTrack(np.zeros(16000, np.float32), 16000, loop=True),
+        video=PatternVideoTrack(*video),
+    )
+
+
+async def wait_or_explain(bot: RoomClient, predicate, timeout: float, what: str, poll: float = 0.2) -> None:
+    """Wait for ``predicate``; on timeout fail with what the server last said (stats, statuses, captions)."""
+    try:
+        await bot.wait_for(predicate, timeout, poll=poll)
+    except TimeoutError:
+        stats = [m for m in bot.messages if m["type"] == "stats"][-1:]
+        statuses = [m for m in bot.messages if m["type"] == "status"]
+        raise AssertionError(f"{what} not within {timeout} s; stats {stats}; status {statuses}; "
+                             f"captions {bot.captions[-4:]}") from None  # fmt: skip
+
+
+def loud_seconds(samples_48k: np.ndarray) -> float:
+    """How much of the audio is sound (20 ms frames above -40 dBFS RMS), in seconds."""
+    n = samples_48k.size // 960
+    if n == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(samples_48k[: n * 960].reshape(n, 960) ** 2, axis=1))
+    return float(np.count_nonzero(rms > 0.01) * 0.02)

@@ -1,0 +1,316 @@
+"""A real headless Firefox joins a call from the web page and talks to a Python participant, end to end.
+
+Debian's ``firefox-esr`` is driven through Marionette with ``marionette-driver`` (Mozilla's own client, pure
+Python): Playwright needs its patched Firefox (downloaded, unreachable here) or, for stock Firefox, WebDriver BiDi
+commands newer than the ESR has; Selenium needs a geckodriver binary that no package repository here carries.
+Firefox's fake devices stand in for the camera (a moving colour pattern, 640x480 at 25 fps when asked for) and the
+microphone (a tone, set to 660 Hz so the other side can tell it from anything else); the Python participant sends a
+320x240 test pattern at 15 fps and a 440 Hz tone. Firefox 153 ignores ``media.peerconnection.ice.loopback`` (it
+offers only real interfaces' addresses), so here aiortc gathers those too: no loopback patch. The test checks what a person would: each side sees the other at
+the size sent and hears the other's tone, the page shows who is there and live numbers, leaving frees the server,
+and the page explains a denied camera and an unreachable server.
+
+Needs Debian ``firefox-esr`` and ``pip install marionette-driver`` (both installed by scripts/test.sh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from browser_fixtures import loud_seconds, python_participant, served, wait_or_explain
+
+from rt_f2f.audio import read_audio
+from rt_f2f.server.app import REGISTRY
+from rt_f2f.server.client import ArrayAudioTrack, create_room
+
+pytestmark = pytest.mark.browser
+
+FIREFOX = Path("/usr/bin/firefox-esr")
+FIREFOX_TONE_HZ = 660
+BOT_TONE_HZ = 440
+PREFS = {
+    "media.navigator.streams.fake": True,  # built-in fake camera and microphone
+    "media.navigator.audio.fake_frequency": FIREFOX_TONE_HZ,
+    "media.navigator.permission.disabled": True,  # camera and microphone granted without a prompt
+    "media.peerconnection.ice.obfuscate_host_addresses": False,  # plain addresses, not mDNS names
+    "devtools.console.stdout.content": True,  # page errors and console lines go to the Gecko log
+}
+# Gecko prints uncaught page errors as "JavaScript error: URL, line N: message"
+PAGE_ERROR = re.compile(r"^JavaScript error: (?P<url>\S+), line \d+: (?P<message>.*)$")
+
+
+class FirefoxPage:
+    """One headless Firefox window driven through Marionette.
+
+    marionette-driver blocks on its socket, so every command runs in a worker thread: the server and the aiortc
+    participant live on this test's event loop and must keep running while Firefox is being driven.
+    """
+
+    def __init__(self, marionette: Any, log: Path) -> None:
+        self.m = marionette
+        self.log = log
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def js(self, script: str, *args: Any) -> Any:
+        """Run ``script`` (a function body; ``arguments`` holds ``args``) in the page itself, unsandboxed."""
+        return await self.call(self.m.execute_script, script, script_args=list(args), sandbox=None)
+
+    async def goto(self, url: str) -> None:
+        await self.call(self.m.navigate, url)
+
+    async def wait(self, expression: str, timeout: float, what: str) -> Any:
+        """Poll a JavaScript expression in the page until it is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await self.js(f"return {expression};")
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: `{expression}` still {value!r} after {timeout} s")
+            await asyncio.sleep(0.1)
+
+    async def element(self, selector: str) -> Any:
+        return await self.call(self.m.find_element, "css selector", selector)
+
+    async def click(self, selector: str) -> None:
+        await self.call((await self.element(selector)).click)
+
+    async def fill(self, selector: str, text: str) -> None:
+        element = await self.element(selector)
+        await self.call(element.clear)
+        await self.call(element.send_keys, text)
+
+    async def select(self, selector: str, value: str) -> None:
+        await self.click(f"{selector} option[value='{value}']")
+
+    async def set_checked(self, selector: str, checked: bool) -> None:
+        element = await self.element(selector)
+        if await self.call(element.is_selected) != checked:
+            await self.call(element.click)
+
+    async def text(self, selector: str) -> str:
+        return await self.js("return document.querySelector(arguments[0]).textContent;", selector)
+
+    async def visible(self, selector: str) -> bool:
+        return await self.js("const e = document.querySelector(arguments[0]); return !!e && !e.hidden;", selector)
+
+    def errors(self, origin: str) -> list[str]:
+        """Uncaught errors in pages from ``origin``, as Gecko logged them."""
+        lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [line for line in lines if (m := PAGE_ERROR.match(line)) and m["url"].startswith(origin)]
+
+
+def not_here(reason: str) -> None:
+    """Skip where Firefox or its driver is missing, but never in CI (CI installs both: a skip would hide that)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the Firefox tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def firefox_session(tmp_path_factory: pytest.TempPathFactory):
+    """One headless Firefox for the module (starting one takes seconds); each test opens its pages in it."""
+    if not FIREFOX.exists():
+        not_here("Debian firefox-esr is not installed (apt-get install -y firefox-esr, or run scripts/test.sh as root)")
+    try:
+        from marionette_driver import marionette
+    except ImportError:
+        not_here("marionette-driver is not installed (pip install -e '.[test]')")
+    import aioice.ice
+
+    if not aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True):
+        # Firefox 153 ignores media.peerconnection.ice.loopback: it only offers addresses of real interfaces
+        pytest.fail("Firefox needs a network interface other than loopback to call the server (no internet needed)")
+    log = tmp_path_factory.mktemp("firefox") / "gecko.log"
+    m = marionette.Marionette(port=0, bin=str(FIREFOX), headless=True, prefs=PREFS, gecko_log=str(log))
+    m.start_session()
+    try:
+        yield m, log
+    finally:
+        m.cleanup()
+        m.instance = None  # its profile objects go now, not in a __del__ at interpreter exit (which fails loudly)
+
+
+@contextlib.asynccontextmanager
+async def firefox(firefox_session, prefs: dict[str, Any] | None = None) -> AsyncIterator[FirefoxPage]:
+    """The shared Firefox on a blank page, with ``prefs`` set for the block."""
+    m, log = firefox_session
+    page = FirefoxPage(m, log)
+    await page.goto("about:blank")
+    with m.using_prefs(prefs or {}):
+        try:
+            yield page
+        finally:
+            await page.goto("about:blank")  # closes the call, if the page had one
+
+
+async def join_from_page(page: FirefoxPage, join_url: str, language: str) -> None:
+    await page.goto(join_url)
+    await page.wait("!document.querySelector('#join-form').hidden", 10, "the join form")
+    await page.fill("#name", "Ada")
+    await page.select("#speak", language)
+    await page.select("#hear", language)
+    await page.set_checked("#voice-processing", False)  # a pure tone: no noise suppression
+    await page.click("#join")
+    await page.wait("document.body.dataset.joined", 15, "joined")
+
+
+def dominant_hz(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    return float(np.argmax(spectrum) * rate / samples.size)
+
+
+def tone(hz: float, seconds: float = 1.0, rate: int = 48000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+# Records what the remote tile receives (its audio track, as Firefox decodes it) with MediaRecorder: Web Audio would
+# need a click first (Firefox's autoplay rules), a recorder does not.
+RECORD_START = """
+const stream = new MediaStream(document.querySelector(arguments[0]).srcObject.getAudioTracks());
+const recorder = new MediaRecorder(stream);
+const chunks = [];
+recorder.ondataavailable = (e) => chunks.push(e.data);
+recorder.start();
+window.__recording = { recorder, chunks };
+"""
+RECORD_STOP = """
+const [resolve] = arguments;
+const { recorder, chunks } = window.__recording;
+recorder.onstop = async () => {
+  const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  resolve(btoa(text));
+};
+recorder.stop();
+"""
+PLAYING = "(v => !v.paused && !v.muted && v.volume > 0 && v.currentTime > 1)(document.querySelector(arguments[0]))"
+
+
+async def recorded_audio(page: FirefoxPage, folder: Path) -> np.ndarray:
+    """Stop the recording started by RECORD_START; its audio, mono at 48 kHz."""
+    encoded = await page.call(page.m.execute_async_script, RECORD_STOP, sandbox=None)
+    path = folder / "firefox-heard.ogg"
+    path.write_bytes(base64.b64decode(encoded))
+    return read_audio(path, 48000)
+
+
+async def test_firefox_and_python_participant_see_and_hear_each_other(firefox_session, tmp_path: Path):
+    async with asyncio.timeout(90), served() as (app, base):
+        room = await create_room(base)
+        bot = python_participant(base, room, "en", (320, 240, 15), ArrayAudioTrack(tone(BOT_TONE_HZ), 48000, loop=True))
+        await bot.join()
+        try:
+            async with firefox(firefox_session) as page:
+                started = time.monotonic()
+                await join_from_page(page, room["join_url"], "en")
+                join_s = time.monotonic() - started
+                await wait_or_explain(bot, lambda: bot.roster() and bot.roster()["participants"], 10, "Ada's roster")
+                ada = bot.roster()["participants"][0]
+                assert ada["name"] == "Ada" and ada["mode"] == "passthrough"
+                slot = bot.slots[ada["slot"]]
+                # the page shows the bot's tile (the roster came over the data channel), playing the bot's video
+                tile = ".tile.remote:not([hidden])"
+                await page.wait(f"document.querySelectorAll('{tile}').length === 1", 10, "the bot's tile")
+                assert await page.text(f"{tile} .who") == "Bot"
+                size = await page.wait(
+                    f"(v => v.videoWidth && [v.videoWidth, v.videoHeight])(document.querySelector('{tile} video'))",
+                    10,
+                    "the bot's video playing",
+                )
+                assert size == [320, 240]
+                await page.js(RECORD_START, f"{tile} video")
+                await asyncio.sleep(4.0)
+                # Firefox receives the bot's tone, and the tile plays it (autoplay, sound on)
+                heard = await recorded_audio(page, tmp_path)
+                heard_hz = dominant_hz(heard, 48000)
+                assert loud_seconds(heard) >= 3.0 and abs(heard_hz - BOT_TONE_HZ) < 5, (loud_seconds(heard), heard_hz)
+                assert await page.js(f"return {PLAYING};", f"{tile} video")
+                assert await page.visible("#message") is False
+                # the stats overlay shows live numbers for the bot's tile and for what Firefox sends
+                stats = await page.text(f"{tile} .stats")
+                assert re.search(r"delay ≈ \d+\.\d\d s", stats), stats
+                assert re.search(r"\b\d+ fps 320×240", stats), stats
+                assert re.search(r"video \d+ kbps", stats) and re.search(r"audio \d+ kbps", stats), stats
+                local = await page.text("#local-stats")
+                assert re.search(r"sending \d+ fps 640×480", local), local
+                # the bot receives Firefox's camera at its size and rate, and its tone
+                recent = [(w, h) for t, w, h in slot.video if t > time.monotonic() - 3.0]
+                fps = len(recent) / 3.0
+                audio = slot.audio_samples_array()[-3 * 48000 :]
+                bot_hz = dominant_hz(audio, 48000)
+                assert set(recent) == {(640, 480)}, set(recent)
+                # sent at 25 fps: a busy CPU here costs a few frames, a starved bitrate (what a bad answer causes) most
+                assert fps >= 12, f"Firefox's camera arrives at {fps:.1f} fps (sent at 25)"
+                assert loud_seconds(audio) >= 2.5 and abs(bot_hz - FIREFOX_TONE_HZ) < 5, (loud_seconds(audio), bot_hz)
+                assert page.errors(base) == []
+                print(f"join {join_s:.2f} s; camera at the bot {fps:.1f} fps; bot hears {bot_hz:.0f} Hz; "
+                      f"Firefox hears {heard_hz:.0f} Hz; {stats!r}; {local!r}")  # fmt: skip
+                # leaving from the page frees the server at once
+                await page.click("#leave")
+                await bot.wait_for(lambda: bot.roster()["participants"] == [], 5)
+                assert app[REGISTRY].participant_count == 1
+                assert not await page.visible("#local-tile") and await page.visible("#join")
+                # and so does closing the page (a beacon on pagehide), well before the server's idle timeout
+                await page.click("#join")
+                await page.wait("document.body.dataset.joined", 15, "joined again")
+                await wait_or_explain(bot, lambda: bot.roster()["participants"] != [], 10, "Ada back")
+                closed = time.monotonic()
+                await page.goto("about:blank")
+                await bot.wait_for(lambda: bot.roster()["participants"] == [], 5)
+                print(f"server freed {time.monotonic() - closed:.2f} s after the page closed")
+                assert app[REGISTRY].participant_count == 1
+        finally:
+            await bot.close()
+
+
+async def test_firefox_page_explains_denied_camera_bad_link_and_unreachable_server(firefox_session):
+    async with asyncio.timeout(60), served() as (_, base):
+        room = await create_room(base)
+        # nobody may use the camera or microphone: Firefox refuses them without a prompt
+        denied = {
+            "media.navigator.permission.disabled": False,
+            "permissions.default.camera": 2,
+            "permissions.default.microphone": 2,
+        }
+        async with firefox(firefox_session, denied) as page:
+            await page.goto(room["join_url"])
+            await page.wait("!document.querySelector('#join-form').hidden", 10, "the join form")
+            await page.click("#join")
+            message = await page.wait(
+                "!document.querySelector('#message').hidden && message.textContent", 10, "a message"
+            )
+            assert "denied" in message.lower(), message
+            assert not await page.js("return document.body.dataset.joined === '1';")
+        async with firefox(firefox_session) as page:
+            # a link with a wrong token
+            await page.goto(f"{base}/#room={room['id']}&token=wrong")
+            message = await page.wait(
+                "!document.querySelector('#message').hidden && message.textContent", 10, "a message"
+            )
+            assert "link" in message.lower(), message
+            assert page.errors(base) == []
+    # the page loaded, then its server went away: joining says so
+    async with firefox(firefox_session) as page:
+        async with served() as (_, gone):
+            room = await create_room(gone)
+            await page.goto(room["join_url"])
+            await page.wait("!document.querySelector('#join-form').hidden", 10, "the join form")
+        await page.click("#join")
+        message = await page.wait("!document.querySelector('#message').hidden && message.textContent", 10, "a message")
+        assert "unreachable" in message.lower(), message
+        assert page.errors(gone) == []
