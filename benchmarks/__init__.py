@@ -11,4 +11,5 @@ SUITE_MODULES: dict[str, str] = {
     "pipeline": "benchmarks.suite_pipeline",
     "simulst": "benchmarks.suite_simulst",
     "webrtc": "benchmarks.suite_webrtc",
+    "webrtc-browser": "benchmarks.bench_webrtc_browser",
 }

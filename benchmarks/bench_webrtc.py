@@ -196,27 +196,59 @@ def summarise(run: Run) -> dict[str, Any]:
         "captions": [{k: c[k] for k in ("kind", "language", "text")} for c in run.captions],
     }
     for name in ("translated", "passthrough"):
-        d = delays(name)
-        out[name] = {
-            "mouth_to_ear_s": [None if h is None else h - m for h, m in zip(run.heard[name], run.mouth, strict=True)],
-            "missed": sum(h is None for h in run.heard[name]),
-            "p50_s": float(np.percentile(d, 50)) if d else None,
-            "p95_s": float(np.percentile(d, 95)) if d else None,
-            "max_s": float(max(d)) if d else None,
-        }
+        out[name] = delay_summary(
+            [None if h is None else h - m for h, m in zip(run.heard[name], run.mouth, strict=True)]
+        )
     return out
+
+
+def delay_summary(delays: list[float | None]) -> dict[str, Any]:
+    """Per-sentence mouth-to-ear delays (None: never heard) and their percentiles."""
+    d = [x for x in delays if x is not None]
+    return {
+        "mouth_to_ear_s": delays,
+        "missed": sum(x is None for x in delays),
+        "p50_s": float(np.percentile(d, 50)) if d else None,
+        "p95_s": float(np.percentile(d, 95)) if d else None,
+        "max_s": float(max(d)) if d else None,
+    }
+
+
+def add_figures(result: SuiteResult, summary: dict[str, Any], label: str = "") -> None:
+    """The suite's figures: mouth-to-ear per path, missed sentences, and translated over passthrough."""
+    n = len(summary["sentences"])
+    for name in ("translated", "passthrough"):
+        values = [d for d in summary[name]["mouth_to_ear_s"] if d is not None]
+        result.add_stats(f"{name} mouth-to-ear{label}", values, "s")
+        result.series[f"cdf:{name} mouth-to-ear{label} (s)"] = values
+        result.add(f"{name} missed sentences", summary[name]["missed"], "count", n)
+    base, trans = summary["passthrough"]["p50_s"], summary["translated"]["p50_s"]
+    if base and trans:
+        result.add(f"translated / passthrough mouth-to-ear p50{label}", trans / base, "ratio", n)
+
+
+def print_summary(summary: dict[str, Any], out: Path | None) -> None:
+    print(f"{'sentence':>9} {'translated':>11} {'passthrough':>12}")
+    for i, clip in enumerate(summary["sentences"]):
+        cells = [summary[n]["mouth_to_ear_s"][i] for n in ("translated", "passthrough")]
+        print(f"{clip:>9} " + " ".join(f"{'missed' if c is None else f'{c:.2f} s':>11}" for c in cells))
+    for name in ("translated", "passthrough"):
+        m = summary[name]
+        if m["p50_s"] is not None:
+            print(f"{name}: p50 {m['p50_s']:.2f} s, p95 {m['p95_s']:.2f} s, missed {m['missed']}")
+    base, trans = summary["passthrough"]["p50_s"], summary["translated"]["p50_s"]
+    if base and trans:
+        print(f"translated / passthrough p50: {trans / base:.1f}x")
+    if out:
+        out.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+        print(f"wrote {out}")
 
 
 def run_suite(ctx: BenchContext) -> SuiteResult:
     clips = list(EXAMPLE_CLIPS[: 2 if ctx.quick else 5])
     result = SuiteResult(suite="webrtc", settings={"sentences": clips, "target": "pt"})
     run = asyncio.run(measure(clips, "pt", loopback=False, voice_conversion=True))
-    summary = summarise(run)
-    for name in ("translated", "passthrough"):
-        values = [d for d in summary[name]["mouth_to_ear_s"] if d is not None]
-        result.add_stats(f"{name} mouth-to-ear", values, "s")
-        result.series[f"cdf:{name} mouth-to-ear (s)"] = values
-        result.add(f"{name} missed sentences", summary[name]["missed"], "count", len(clips))
+    add_figures(result, summarise(run))
     result.add_stats("join (offer -> connected)", run.join_s, "s")
     if run.engine_state != "running":
         result.status, result.reason = "failed", f"speech engine {run.engine_state}: {run.engine_detail}"
@@ -242,17 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(run)
     print(f"engine: {run.engine_state} {run.engine_detail}".rstrip())
     print(f"join (offer -> connected): {', '.join(f'{s:.2f}' for s in run.join_s)} s")
-    print(f"{'sentence':>9} {'translated':>11} {'passthrough':>12}")
-    for i, s in enumerate(run.sentences):
-        cells = [summary[n]["mouth_to_ear_s"][i] for n in ("translated", "passthrough")]
-        print(f"{s.clip:>9} " + " ".join(f"{'missed' if c is None else f'{c:.2f} s':>11}" for c in cells))
-    for name in ("translated", "passthrough"):
-        m = summary[name]
-        if m["p50_s"] is not None:
-            print(f"{name}: p50 {m['p50_s']:.2f} s, p95 {m['p95_s']:.2f} s, missed {m['missed']}")
-    if args.out:
-        args.out.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
-        print(f"wrote {args.out}")
+    print_summary(summary, args.out)
     return 0
 
 

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from rt_f2f.bench import validate
@@ -156,3 +157,23 @@ def test_speech_side_suites_report_their_comparisons(tmp_path: Path) -> None:
     assert all(b["end"] >= b["start"] for b in bars)
     assert suites["speech"]["series"]["cdf:speech ear-voice span (live)"]
     assert (tmp_path / "waterfall_speech.png").stat().st_size > 1000
+
+
+def test_browser_bench_finds_each_sentence_onset_and_lays_out_the_microphone_file(tmp_path) -> None:
+    from benchmarks.bench_webrtc_browser import LEAD_IN_S, MIC_RATE, Levels, speaker_wav
+    from rt_f2f.audio import read_audio
+
+    t = np.arange(0, 20, 0.02) + 1.7e9  # wall-clock frame times
+    rms = np.zeros(t.size)
+    rms[(t - t[0] > 3.0) & (t - t[0] < 4.5)] = 0.1  # a sentence with a short pause inside it
+    rms[(t - t[0] > 4.7) & (t - t[0] < 6.0)] = 0.1
+    rms[(t - t[0] > 12.0) & (t - t[0] < 13.0)] = 0.1  # the next one
+    onsets = Levels(t, rms).onsets(quiet_s=0.5) - t[0]
+    assert onsets == pytest.approx([3.0, 12.0], abs=0.021)
+
+    tone = np.sin(np.arange(8000) / 16000 * 2 * np.pi * 200).astype(np.float32) * 0.5
+    starts = speaker_wav(tmp_path / "mic.wav", [tone, tone], 16000, gap_s=2.0)
+    assert starts == pytest.approx([LEAD_IN_S, LEAD_IN_S + 0.5 + 2.0])
+    mic = read_audio(tmp_path / "mic.wav", MIC_RATE)
+    frames = Levels.of(mic, MIC_RATE)
+    assert frames.onsets() == pytest.approx(starts, abs=0.021)
