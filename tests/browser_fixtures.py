@@ -26,9 +26,9 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextlib.asynccontextmanager
-async def served(feed_factory=None) -> AsyncIterator[tuple[web.Application, str]]:
+async def served(feed_factory=None, config: ServerConfig | None = None) -> AsyncIterator[tuple[web.Application, str]]:
     """The call server on a free loopback port: (app, base URL); it stops when the block ends."""
-    app = create_app(ServerConfig(), feed_factory)
+    app = create_app(config or ServerConfig(), feed_factory)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -30,8 +30,9 @@ import pytest
 from browser_fixtures import loud_seconds, python_participant, served, wait_or_explain
 
 from rt_f2f.audio import read_audio
-from rt_f2f.server.app import REGISTRY
+from rt_f2f.server.app import REGISTRY, ServerConfig
 from rt_f2f.server.client import ArrayAudioTrack, create_room
+from rt_f2f.server.limits import MediaSettings
 
 pytestmark = pytest.mark.browser
 
@@ -45,6 +46,8 @@ PREFS = {
     "media.peerconnection.ice.obfuscate_host_addresses": False,  # plain addresses, not mDNS names
     "devtools.console.stdout.content": True,  # page errors and console lines go to the Gecko log
 }
+NO_H264 = {"media.gmp-gmpopenh264.enabled": False}  # as a Firefox that never fetched the plugin (none can be, here)
+MESSAGE = "!document.querySelector('#message').hidden && document.querySelector('#message').textContent"
 # Gecko prints uncaught page errors as "JavaScript error: URL, line N: message"
 PAGE_ERROR = re.compile(r"^JavaScript error: (?P<url>\S+), line \d+: (?P<message>.*)$")
 
@@ -291,19 +294,26 @@ async def test_firefox_page_explains_denied_camera_bad_link_and_unreachable_serv
             await page.goto(room["join_url"])
             await page.wait("!document.querySelector('#join-form').hidden", 10, "the join form")
             await page.click("#join")
-            message = await page.wait(
-                "!document.querySelector('#message').hidden && message.textContent", 10, "a message"
-            )
+            message = await page.wait(MESSAGE, 10, "a message")
             assert "denied" in message.lower(), message
             assert not await page.js("return document.body.dataset.joined === '1';")
         async with firefox(firefox_session) as page:
             # a link with a wrong token
             await page.goto(f"{base}/#room={room['id']}&token=wrong")
-            message = await page.wait(
-                "!document.querySelector('#message').hidden && message.textContent", 10, "a message"
-            )
+            message = await page.wait(MESSAGE, 10, "a message")
             assert "link" in message.lower(), message
             assert page.errors(base) == []
+    # a server that takes only H.264 video, and a Firefox without it (no OpenH264 plugin): the page says what to do
+    h264 = ServerConfig(media=MediaSettings(video_codec="h264"))
+    async with served(config=h264) as (app, base), firefox(firefox_session, NO_H264) as page:
+        room = await create_room(base)
+        await page.goto(room["join_url"])
+        await page.wait("!document.querySelector('#join-form').hidden", 10, "the join form")
+        await page.click("#join")
+        message = await page.wait(MESSAGE, 10, "a message")
+        assert "H.264" in message and "OpenH264" in message, message
+        assert not await page.visible("#local-tile")  # the camera was not even opened
+        assert app[REGISTRY].participant_count == 0
     # the page loaded, then its server went away: joining says so
     async with firefox(firefox_session) as page:
         async with served() as (_, gone):
@@ -311,6 +321,6 @@ async def test_firefox_page_explains_denied_camera_bad_link_and_unreachable_serv
             await page.goto(room["join_url"])
             await page.wait("!document.querySelector('#join-form').hidden", 10, "the join form")
         await page.click("#join")
-        message = await page.wait("!document.querySelector('#message').hidden && message.textContent", 10, "a message")
+        message = await page.wait(MESSAGE, 10, "a message")
         assert "unreachable" in message.lower(), message
         assert page.errors(gone) == []

@@ -144,6 +144,21 @@ async function createRoom() {
 // ---------------------------------------------------------------------------------------------------------------
 // joining
 
+function missingVideoCodec() {
+  // A server started with --video-codec takes only that codec; a browser without it would be refused with an
+  // SDP error. Firefox has H.264 only with its OpenH264 plugin (downloaded on first use, or turned off).
+  const wanted = state.config.video_codec;
+  if (!wanted || !window.RTCRtpSender || !RTCRtpSender.getCapabilities) return null;
+  const mime = `video/${wanted}`.toLowerCase();
+  const has = (caps) => !caps || caps.codecs.some((c) => c.mimeType.toLowerCase() === mime);
+  if (has(RTCRtpSender.getCapabilities("video")) && has(RTCRtpReceiver.getCapabilities("video"))) return null;
+  const name = wanted.toLowerCase() === "h264" ? "H.264" : wanted.toUpperCase();
+  const fix = name === "H.264"
+    ? ' In Firefox, enable "OpenH264 Video Codec provided by Cisco Systems, Inc." under Add-ons and themes → Plugins, then reload this page.'
+    : "";
+  return `This server takes video only as ${name}, which this browser cannot send or play.${fix} Or join from another browser.`;
+}
+
 async function openMedia() {
   const processing = $("voice-processing").checked;
   const mic = $("microphone").value;
@@ -202,6 +217,11 @@ async function join(event) {
   clearMessage();
   if (!navigator.mediaDevices || !window.RTCPeerConnection) {
     showMessage("This page needs a secure connection (https, or localhost) and a browser with WebRTC for calls.");
+    return;
+  }
+  const codecProblem = missingVideoCodec();
+  if (codecProblem) {
+    showMessage(codecProblem);
     return;
   }
   $("join").disabled = true;

@@ -195,13 +195,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def get_config(request: web.Request) -> web.Response:
-    limits = request.app[CONFIG].limits
+    config = request.app[CONFIG]
+    limits = config.limits
     return web.json_response(
         {
             "languages": LANGUAGES,
             "max_participants": limits.max_participants,
             "slots": limits.max_participants - 1,
             "max_message_bytes": limits.max_message_bytes,
+            "video_codec": config.media.video_codec,  # the page checks the browser has it before joining
         }
     )
 
