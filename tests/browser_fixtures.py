@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,10 @@ from aiohttp import web
 
 from rt_f2f.server.app import ServerConfig, create_app
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "en_sample.wav"  # LibriVox English speech, 11.6 s
+REFERENCE = "he was not an ill disposed young man"  # the sample's first sentence (2.6 s)
+REFERENCE_ALL = (EXAMPLE.with_suffix(".txt")).read_text(encoding="utf-8")  # all three
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +80,33 @@ def loud_seconds(samples_48k: np.ndarray) -> float:
         return 0.0
     rms = np.sqrt(np.mean(samples_48k[: n * 960].reshape(n, 960) ** 2, axis=1))
     return float(np.count_nonzero(rms > 0.01) * 0.02)
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    """whisper-base for checking what was heard, loaded on first use (not while a speech engine is working)."""
+    from functools import cache
+
+    from faster_whisper import WhisperModel
+
+    from rt_f2f.errors import ModelMissingError
+    from rt_f2f.models import model_path
+
+    try:
+        path = model_path("whisper-base")
+    except ModelMissingError as exc:
+        pytest.skip(f"whisper-base is not available: {exc}")
+    return cache(lambda: WhisperModel(str(path), device="cpu", compute_type="int8"))
+
+
+def transcribe(model, samples_48k: np.ndarray, language: str | None = None) -> tuple[str, str, float]:
+    """(text, detected language, its probability) of 48 kHz audio; ``model`` is the ``whisper`` fixture."""
+    from rt_f2f.audio import resample
+
+    audio = resample(samples_48k, 48000, 16000)
+    segments, info = model().transcribe(audio, language=language, beam_size=1, vad_filter=True)
+    return " ".join(s.text.strip() for s in segments).strip(), info.language, info.language_probability
+
+
+def words(text: str) -> set[str]:
+    return {w.strip(".,!?;:'\"").lower() for w in text.replace("-", " ").split()}

@@ -18,19 +18,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_fixtures import loopback_ice, loud_seconds, python_participant, served, wait_or_explain
+from browser_fixtures import (
+    EXAMPLE,
+    REFERENCE,
+    REFERENCE_ALL,
+    loopback_ice,
+    loud_seconds,
+    python_participant,
+    served,
+    transcribe,
+    wait_or_explain,
+    whisper,
+    words,
+)
 
 from rt_f2f.audio import read_audio, write_wav
 from rt_f2f.server.app import REGISTRY
 from rt_f2f.server.client import create_room
 
 pytestmark = pytest.mark.browser
-__all__ = ["loopback_ice"]  # autouse here: lets aiortc offer 127.0.0.1
+__all__ = ["loopback_ice", "whisper"]  # fixtures: loopback_ice is autouse here (aiortc offers 127.0.0.1)
 
 CHROMIUM = Path("/usr/bin/chromium")
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "en_sample.wav"
-REFERENCE = "he was not an ill disposed young man"  # the sample's first sentence
-REFERENCE_ALL = (EXAMPLE.with_suffix(".txt")).read_text(encoding="utf-8")  # all three
 FLAGS = [
     "--headless=new",
     "--no-sandbox",
@@ -85,23 +94,6 @@ def fake_devices(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     return y4m, wav, once
 
 
-@pytest.fixture(scope="module")
-def whisper():
-    """whisper-base for checking what was heard, loaded on first use (not while a speech engine is working)."""
-    from functools import cache
-
-    from faster_whisper import WhisperModel
-
-    from rt_f2f.errors import ModelMissingError
-    from rt_f2f.models import model_path
-
-    try:
-        path = model_path("whisper-base")
-    except ModelMissingError as exc:
-        pytest.skip(f"whisper-base is not available: {exc}")
-    return cache(lambda: WhisperModel(str(path), device="cpu", compute_type="int8"))
-
-
 @contextlib.asynccontextmanager
 async def chromium(playwright_api, devices: tuple[Path, ...] | None, grant: bool = True):
     """A fresh headless Chromium; ``devices`` feeds the fake camera and microphone, ``grant`` answers their prompt."""
@@ -135,18 +127,6 @@ async def join_from_page(page, join_url: str, speak: str, hear: str) -> None:
     await page.uncheck("#voice-processing")  # test audio: keep it bit-faithful (AEC/NS distort a WAV)
     await page.click("#join")
     await page.wait_for_selector("body[data-joined]", timeout=15_000)
-
-
-def transcribe(model, samples_48k: np.ndarray, language: str | None = None) -> tuple[str, str, float]:
-    from rt_f2f.audio import resample
-
-    audio = resample(samples_48k, 48000, 16000)
-    segments, info = model().transcribe(audio, language=language, beam_size=1, vad_filter=True)
-    return " ".join(s.text.strip() for s in segments).strip(), info.language, info.language_probability
-
-
-def words(text: str) -> set[str]:
-    return {w.strip(".,!?;:'\"").lower() for w in text.replace("-", " ").split()}
 
 
 async def test_browser_and_python_participant_hear_and_see_each_other(playwright_api, fake_devices, whisper):

@@ -20,21 +20,35 @@ import base64
 import contextlib
 import os
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from browser_fixtures import loud_seconds, python_participant, served, wait_or_explain
+from browser_fixtures import (
+    EXAMPLE,
+    REFERENCE,
+    loud_seconds,
+    python_participant,
+    served,
+    transcribe,
+    wait_or_explain,
+    whisper,
+    words,
+)
 
-from rt_f2f.audio import read_audio
+from rt_f2f.audio import read_audio, write_wav
 from rt_f2f.server.app import REGISTRY, ServerConfig
 from rt_f2f.server.client import ArrayAudioTrack, create_room
 from rt_f2f.server.limits import MediaSettings
 
 pytestmark = pytest.mark.browser
+__all__ = ["whisper"]  # a fixture
 
 FIREFOX = Path("/usr/bin/firefox-esr")
 FIREFOX_TONE_HZ = 660
@@ -122,9 +136,9 @@ def not_here(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def firefox_session(tmp_path_factory: pytest.TempPathFactory):
-    """One headless Firefox for the module (starting one takes seconds); each test opens its pages in it."""
+@contextlib.contextmanager
+def launched_firefox(folder: Path, prefs: dict[str, Any], env: dict[str, str] | None = None):
+    """A headless Firefox with ``prefs`` (and ``env`` added to its environment): (Marionette client, Gecko log)."""
     if not FIREFOX.exists():
         not_here("Debian firefox-esr is not installed (apt-get install -y firefox-esr, or run scripts/test.sh as root)")
     try:
@@ -136,14 +150,77 @@ def firefox_session(tmp_path_factory: pytest.TempPathFactory):
     if not aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True):
         # Firefox 153 ignores media.peerconnection.ice.loopback: it only offers addresses of real interfaces
         pytest.fail("Firefox needs a network interface other than loopback to call the server (no internet needed)")
-    log = tmp_path_factory.mktemp("firefox") / "gecko.log"
-    m = marionette.Marionette(port=0, bin=str(FIREFOX), headless=True, prefs=PREFS, gecko_log=str(log))
+    log = folder / "gecko.log"
+    with pytest.MonkeyPatch.context() as patch:  # Firefox takes a copy of this process's environment at launch
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        m = marionette.Marionette(port=0, bin=str(FIREFOX), headless=True, prefs=prefs, gecko_log=str(log))
     m.start_session()
     try:
         yield m, log
     finally:
         m.cleanup()
         m.instance = None  # its profile objects go now, not in a __del__ at interpreter exit (which fails loudly)
+
+
+@pytest.fixture(scope="module")
+def firefox_session(tmp_path_factory: pytest.TempPathFactory):
+    """One headless Firefox with fake devices for the module (starting one takes seconds); tests open pages in it."""
+    with launched_firefox(tmp_path_factory.mktemp("firefox"), PREFS) as session:
+        yield session
+
+
+@dataclass(frozen=True)
+class VirtualMicrophone:
+    """A PulseAudio null sink: what ``play`` plays into it, Firefox records from its monitor (the microphone)."""
+
+    server: str  # PULSE_SERVER address of the PulseAudio process
+    source: str  # the monitor's description, which Firefox's media.audio_loopback_dev names
+
+    async def play(self, path: Path) -> None:
+        """Play a sound file into the microphone, in real time."""
+        process = await asyncio.create_subprocess_exec(
+            "paplay", f"--server={self.server}", "--device=vmic", str(path), stderr=asyncio.subprocess.PIPE
+        )
+        _, error = await process.communicate()
+        assert process.returncode == 0, f"paplay failed: {error.decode(errors='replace')}"
+
+
+@pytest.fixture(scope="module")
+def microphone(tmp_path_factory: pytest.TempPathFactory):
+    """PulseAudio as a user process with two null sinks: "vmic" (the microphone) and "vspeaker" (the default out)."""
+    if not (shutil.which("pulseaudio") and shutil.which("paplay")):
+        not_here("PulseAudio is not installed (apt-get install -y pulseaudio pulseaudio-utils)")
+    folder = tmp_path_factory.mktemp("pulse")
+    socket, config = folder / "native", folder / "default.pa"
+    config.write_text(
+        f"load-module module-native-protocol-unix socket={socket} auth-anonymous=1\n"
+        "load-module module-null-sink sink_name=vspeaker sink_properties=device.description=vspeaker\n"
+        "load-module module-null-sink sink_name=vmic sink_properties=device.description=vmic\n"
+        "set-default-sink vspeaker\n"
+    )
+    command = ["pulseaudio", "-n", "-F", str(config), "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no"]
+    env = {**os.environ, "HOME": str(folder), "XDG_RUNTIME_DIR": str(folder)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not socket.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"PulseAudio did not start: {process.communicate()[1].decode(errors='replace')[-2000:]}")
+            time.sleep(0.05)
+        yield VirtualMicrophone(f"unix:{socket}", "Monitor of vmic")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def firefox_with_microphone(tmp_path_factory: pytest.TempPathFactory, microphone: VirtualMicrophone):
+    """Firefox with the fake camera and the PulseAudio microphone (how Mozilla's own WebRTC tests get real sound)."""
+    prefs = {**PREFS, "media.audio_loopback_dev": microphone.source}
+    with launched_firefox(tmp_path_factory.mktemp("firefox-mic"), prefs, {"PULSE_SERVER": microphone.server}) as s:
+        yield s
 
 
 @contextlib.asynccontextmanager
@@ -324,3 +401,30 @@ async def test_firefox_page_explains_denied_camera_bad_link_and_unreachable_serv
         message = await page.wait(MESSAGE, 10, "a message")
         assert "unreachable" in message.lower(), message
         assert page.errors(gone) == []
+
+
+@pytest.mark.slow  # ~17 s: a second Firefox, real-time playback, Whisper
+async def test_firefox_microphone_carries_real_speech(firefox_with_microphone, microphone, whisper, tmp_path: Path):
+    """English speech played into PulseAudio reaches the other participant through Firefox's microphone, as speech."""
+    speech = tmp_path / "first_sentence.wav"
+    write_wav(speech, read_audio(EXAMPLE, 48000)[: int(3.2 * 48000)], 48000)
+    async with asyncio.timeout(90), served() as (_, base):
+        room = await create_room(base)
+        bot = python_participant(base, room, "en", (160, 120, 10))
+        await bot.join()
+        try:
+            async with firefox(firefox_with_microphone) as page:
+                await join_from_page(page, room["join_url"], "en")
+                await wait_or_explain(bot, lambda: bot.roster() and bot.roster()["participants"], 10, "Ada's roster")
+                slot = bot.slots[bot.roster()["participants"][0]["slot"]]
+                label = "return document.querySelector('#local-video').srcObject.getAudioTracks()[0].label;"
+                assert await page.js(label) == microphone.source
+                await microphone.play(speech)
+                await asyncio.sleep(1.0)  # the last words are still on their way
+                heard = slot.audio_samples_array()
+                text, language, _ = await asyncio.to_thread(transcribe, whisper, heard)
+                print(f"the bot heard {loud_seconds(heard):.1f} s of sound: {text!r}")
+                assert language == "en" and len(words(REFERENCE) & words(text)) >= 5, (language, text)
+                assert page.errors(base) == []
+        finally:
+            await bot.close()
