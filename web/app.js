@@ -148,10 +148,11 @@ function missingVideoCodec() {
   // A server started with --video-codec takes only that codec; a browser without it would be refused with an
   // SDP error. Firefox has H.264 only with its OpenH264 plugin (downloaded on first use, or turned off).
   const wanted = state.config.video_codec;
-  if (!wanted || !window.RTCRtpSender || !RTCRtpSender.getCapabilities) return null;
+  if (!wanted) return null;
   const mime = `video/${wanted}`.toLowerCase();
-  const has = (caps) => !caps || caps.codecs.some((c) => c.mimeType.toLowerCase() === mime);
-  if (has(RTCRtpSender.getCapabilities("video")) && has(RTCRtpReceiver.getCapabilities("video"))) return null;
+  // a browser that cannot list its codecs gets the benefit of the doubt (and the server's answer, if it fails)
+  const has = (api) => !api || !api.getCapabilities || api.getCapabilities("video").codecs.some((c) => c.mimeType.toLowerCase() === mime);
+  if (has(window.RTCRtpSender) && has(window.RTCRtpReceiver)) return null;
   const name = wanted.toLowerCase() === "h264" ? "H.264" : wanted.toUpperCase();
   const fix = name === "H.264"
     ? ' In Firefox, enable "OpenH264 Video Codec provided by Cisco Systems, Inc." under Add-ons and themes → Plugins, then reload this page.'
