@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, MutableSequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,9 @@ class FaceToFaceConfig:
     fps: float = 25.0
     realtime: bool = False
     lipsync_batch: int = 8
-    max_render_lag: float = 0.5  # seconds a rendered frame may trail its playout before lip-sync is skipped
+    max_render_lag: float = 0.5  # seconds a frame may already trail its playout and still be sent to lip-sync
+    render_budget: float = 0.1  # seconds of lead, beyond lip-sync's batching latency, a frame gets for its render
+    max_inflight: int = 256  # scheduled items queued for the lip-sync worker before the output side waits for it
 
 
 @dataclass
@@ -55,7 +58,8 @@ class FaceToFaceResult:
     lipsync_rendered: int = 0
     lipsync_skipped_behind: int = 0
     lipsync_without_face: int = 0
-    render_lag: list[float] = field(default_factory=list)  # realtime: wall time a frame was ready - its playout
+    # realtime: wall time a frame was ready - its playout (a call keeps a bounded deque here, a file every frame)
+    render_lag: MutableSequence[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     scheduler: AVScheduler | None = None
 
@@ -64,30 +68,72 @@ class FaceToFaceResult:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
 
 
+def build_scheduler(
+    config: FaceToFaceConfig,
+    lipsync_latency: float | None,
+    sample_rate: int = OUTPUT_RATE,
+    origin_wall: float | None = None,
+) -> AVScheduler:
+    """The A/V scheduler for one speaker's direction; ``lipsync_latency`` is the stream's batching latency (None:
+    no lip-sync). Frames leave the scheduler ahead of playout by that latency plus ``render_budget``: lip-sync's
+    wait and render time must come out of the delay budget D, not be added after it."""
+    lead = SchedulerConfig.lead
+    if lipsync_latency is not None:
+        room = config.delay - SchedulerConfig.audio_lookahead - 0.05
+        lead = max(lead, min(lipsync_latency + config.render_budget, room))
+    return AVScheduler(
+        SchedulerConfig(
+            delay=config.delay,
+            max_delay=config.max_delay,
+            sample_rate=sample_rate,
+            fps=config.fps,
+            lead=lead,
+        ),
+        origin_wall=origin_wall,
+    )
+
+
 class FrameSink:
-    """Turns scheduled items into output: audio collected, frames re-mouthed (or not) and handed to ``write``."""
+    """Turns scheduled items into output: audio handed on at once, frames re-mouthed (or not) and handed on in order.
+
+    Lip-sync runs on one worker thread per sink. Items are queued to it without waiting (up to
+    ``config.max_inflight``), so audio never waits for the generator: in a call the listener's audio keeps flowing
+    while a batch renders. ``lipsync`` is a ``LipSyncStream``, a zero-argument factory of one (built on the worker
+    thread, where its face detector then lives), or None.
+    """
 
     def __init__(
         self,
         result: FaceToFaceResult,
-        write: Callable[[np.ndarray], None],
-        lipsync: Any | None,
+        on_video: Callable[[VideoFrame], None],
+        lipsync: Any | Callable[[], Any] | None,
         config: FaceToFaceConfig,
         origin_wall: Callable[[], float | None] = lambda: None,
+        on_audio: Callable[[AudioChunk], None] | None = None,
     ) -> None:
         self.result = result
-        self.write = write
-        self.lipsync = lipsync
+        self.on_video = on_video
+        self.on_audio = on_audio or (lambda chunk: result.audio.append(chunk.samples))
+        self.enabled = lipsync is not None
+        self._factory = lipsync if callable(lipsync) and not hasattr(lipsync, "push_video") else None
+        self.lipsync = None if self._factory is not None else lipsync
         self.config = config
         self.origin_wall = origin_wall
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="rt-f2f-lipsync") if lipsync else None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="rt-f2f-lipsync") if self.enabled else None
+        self._inflight: deque[asyncio.Future] = deque()
+        self._error: BaseException | None = None
+
+    def _stream(self) -> Any:
+        if self.lipsync is None:
+            self.lipsync = self._factory()  # on the worker thread
+        return self.lipsync
 
     def _emit(self, frames: list[VideoFrame]) -> None:
         origin = self.origin_wall()
         for frame in frames:
             if origin is not None:
                 self.result.render_lag.append(time.monotonic() - (origin + frame.pts))
-            self.write(frame.image)
+            self.on_video(frame)
             self.result.frames_written += 1
 
     def _lipsync_behind(self, pts: float) -> bool:
@@ -95,7 +141,7 @@ class FrameSink:
         return origin is not None and time.monotonic() - (origin + pts) > self.config.max_render_lag
 
     def _push(self, item: ScheduledAudio | ScheduledVideo) -> list[VideoFrame]:
-        stream = self.lipsync
+        stream = self._stream()
         if isinstance(item, ScheduledAudio):
             return stream.push_audio(item.chunk.samples, item.chunk.pts, item.chunk.sample_rate)
         frame = VideoFrame(item.frame.image, item.pts, item.slot, item.frame.source)
@@ -104,24 +150,113 @@ class FrameSink:
             return [*stream.flush(), frame] if stream.pending else [frame]
         return stream.push_video(frame)
 
+    def _drain(self, _: asyncio.Future | None = None) -> None:
+        """Emit finished work in submission order (one worker thread finishes it in that order)."""
+        while self._inflight and self._inflight[0].done():
+            future = self._inflight.popleft()
+            if future.cancelled():
+                continue
+            if future.exception() is not None:
+                self._error = self._error or future.exception()
+                continue
+            self._emit(future.result())
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
     async def consume(self, item: ScheduledAudio | ScheduledVideo) -> None:
+        self._raise_error()
         if isinstance(item, ScheduledAudio):
-            self.result.audio.append(item.chunk.samples)
-        if self.lipsync is None:
+            self.on_audio(item.chunk)
+        if not self.enabled:
             if isinstance(item, ScheduledVideo):
                 self._emit([VideoFrame(item.frame.image, item.pts, item.slot, item.frame.source)])
             return
-        loop = asyncio.get_running_loop()
-        self._emit(await loop.run_in_executor(self._executor, self._push, item))
+        while len(self._inflight) >= self.config.max_inflight:
+            await asyncio.wait([self._inflight[0]])
+            self._drain()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._push, item)
+        self._inflight.append(future)
+        future.add_done_callback(self._drain)
 
-    async def close(self) -> None:
-        if self.lipsync is not None:
-            loop = asyncio.get_running_loop()
-            self._emit(await loop.run_in_executor(self._executor, self.lipsync.flush))
-            stats = self.lipsync.stats
+    def counts(self) -> dict[str, int]:
+        """Lip-sync figures so far (read while the worker runs: plain counters, a frame or two behind at most)."""
+        stats = getattr(self.lipsync, "stats", None)
+        without_face = stats.frames_without_face if stats else 0
+        return {
+            "rendered": (stats.frames_out - without_face) if stats else 0,
+            "skipped_late": self.result.lipsync_skipped_behind,
+            "without_face": without_face,
+        }
+
+    async def close(self, flush: bool = True) -> None:
+        """Finish (``flush``: render and emit every queued frame) or abandon the queued work; stop the worker."""
+        if self._executor is None:
+            return
+        if flush:
+            if self._inflight:
+                await asyncio.wait(list(self._inflight))
+            self._drain()
+            if self.lipsync is not None:
+                loop = asyncio.get_running_loop()
+                self._emit(await loop.run_in_executor(self._executor, self.lipsync.flush))
+        stats = getattr(self.lipsync, "stats", None)
+        if stats is not None:
             self.result.lipsync_without_face = stats.frames_without_face
             self.result.lipsync_rendered = stats.frames_in - stats.frames_without_face
-            self._executor.shutdown(wait=True)
+        executor, self._executor = self._executor, None
+        self._inflight.clear()
+        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        if flush:
+            self._raise_error()
+
+
+class LiveFaceToFace:
+    """The realtime half that the file pipeline and the call server share: inputs are pushed as they arrive (on the
+    session clock), the scheduler is paced on the monotonic clock, and a ``FrameSink`` hands audio and re-mouthed
+    frames on, both on the one output clock (output pts X plays at wall ``origin + X``).
+
+    ``run`` drives the output until ``end_input`` (then plays out what is held and flushes lip-sync) or until it
+    is cancelled; ``abort`` stops it without playing out, for a call that ends.
+    """
+
+    def __init__(self, scheduler: AVScheduler, sink: FrameSink, tick: float = 0.01) -> None:
+        self.realtime = RealtimeScheduler(scheduler, tick=tick)
+        self.scheduler = scheduler
+        self.sink = sink
+        self._task: asyncio.Task | None = None
+
+    @property
+    def origin(self) -> float:
+        """Wall time (``time.monotonic``) of session time 0; output pts X plays at ``origin + X``."""
+        return float(self.scheduler.origin_wall)
+
+    def push_speech(self, chunk: SpeechChunk) -> None:
+        self.realtime.push_speech(chunk)
+
+    def push_video(self, frame: VideoFrame) -> None:
+        self.realtime.push_video(frame)
+
+    def note_audio(self, pts: float, wall: float) -> None:
+        """Source audio arrivals: video drift is measured against the audio clock, the session's master."""
+        self.scheduler.note_audio_clock(pts, wall)
+
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        async for item in self.realtime.stream():
+            await self.sink.consume(item)
+        await self.sink.close()
+
+    def end_input(self) -> None:
+        self.realtime.close()
+
+    async def abort(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.sink.close(flush=False)
 
 
 class FaceToFace:
@@ -131,26 +266,8 @@ class FaceToFace:
         self.engine = engine
         self.config = config
         self.lipsync = lipsync
-        self.scheduler = AVScheduler(
-            SchedulerConfig(
-                delay=config.delay,
-                max_delay=config.max_delay,
-                sample_rate=OUTPUT_RATE,
-                fps=config.fps,
-                lead=self._lead(config, lipsync),
-            )
-        )
-
-    @staticmethod
-    def _lead(config: FaceToFaceConfig, lipsync: Any | None) -> float:
-        """How far ahead of playout frames leave the scheduler: lip-sync holds a frame for up to its batching
-        latency, and that wait must come out of the delay budget D, not be added after it."""
-        default = SchedulerConfig.lead
-        if lipsync is None:
-            return default
-        wanted = getattr(lipsync, "max_latency_s", 0.0) + default
-        room = config.delay - SchedulerConfig.audio_lookahead - 0.05
-        return max(default, min(wanted, room))
+        latency = getattr(lipsync, "max_latency_s", 0.0) if lipsync is not None else None
+        self.scheduler = build_scheduler(config, latency)
 
     def _note_speech(self, item: SpeechChunk | Caption, result: FaceToFaceResult) -> bool:
         """Captions are kept; speech returns True. Remembers each clause's first word for the ear-voice span."""
@@ -175,6 +292,9 @@ class FaceToFace:
         result.wall_seconds = time.perf_counter() - start
         return result
 
+    def _sink(self, result: FaceToFaceResult, write: Callable[[np.ndarray], None], **kw: Any) -> FrameSink:
+        return FrameSink(result, lambda frame: write(frame.image), self.lipsync, self.config, **kw)
+
     async def _run_virtual(
         self, samples: np.ndarray, frames: Iterator[VideoFrame], write: Callable, result: FaceToFaceResult
     ) -> None:
@@ -184,7 +304,7 @@ class FaceToFace:
                 speech.append(item)
         # computation-unaware: each chunk arrives when its source clause ended
         speech.sort(key=lambda c: c.translation.source.end)
-        sink = FrameSink(result, write, self.lipsync, self.config)
+        sink = self._sink(result, write)
         sched = self.scheduler
         sched.origin_wall = 0.0
         duration = samples.size / INPUT_RATE
@@ -208,35 +328,29 @@ class FaceToFace:
     async def _run_realtime(
         self, samples: np.ndarray, frames: Iterator[VideoFrame], write: Callable, result: FaceToFaceResult
     ) -> None:
-        rs = RealtimeScheduler(self.scheduler)
-        origin = rs.scheduler.origin_wall
-        sink = FrameSink(result, write, self.lipsync, self.config, origin_wall=lambda: origin)
+        live = LiveFaceToFace(self.scheduler, self._sink(result, write, origin_wall=lambda: live.origin))
+        origin = live.origin
 
         async def speech() -> None:
             async for item in self.engine.run(paced_audio(samples, origin)):
                 if self._note_speech(item, result):
-                    rs.push_speech(item)
+                    live.push_speech(item)
 
         async def video() -> None:
             for frame in frames:
                 delay = origin + frame.pts - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                rs.push_video(frame)
+                live.push_video(frame)
 
-        async def output() -> None:
-            async for item in rs.stream():
-                await sink.consume(item)
-
-        out_task = asyncio.create_task(output(), name="f2f-output")
+        out_task = asyncio.create_task(live.run(), name="f2f-output")
         try:
             await asyncio.gather(speech(), video())
-            rs.close()
+            live.end_input()
             await out_task
         finally:
-            out_task.cancel()
-            await asyncio.gather(out_task, return_exceptions=True)
-        await sink.close()
+            if not out_task.done():
+                await live.abort()
 
 
 async def paced_audio(samples: np.ndarray, origin: float) -> AsyncIterator[AudioChunk]:

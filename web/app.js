@@ -495,6 +495,7 @@ async function updateStats() {
     if (server.mode === "translated" && server.speech_lag_s !== null && server.speech_lag_s !== undefined) {
       lines.push(`translation lag ${server.speech_lag_s.toFixed(2)} s`);
     }
+    if (server.lipsync) lines.push(`lip-sync ${server.lipsync_rendered} drawn, ${server.lipsync_skipped_late} late, ${server.lipsync_without_face} no face`);
     box.textContent = lines.join("\n");
     slot.tile.dataset.fps = v && v.framesPerSecond ? String(v.framesPerSecond) : "";
     slot.tile.dataset.size = v ? `${v.frameWidth || 0}x${v.frameHeight || 0}` : "";

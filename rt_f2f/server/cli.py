@@ -41,6 +41,17 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "--video-codec", choices=("vp8", "h264"), help="force one video codec (default: the browser's first choice)"
     )
     parser.add_argument("--web-dir", type=Path, help="folder with index.html, app.js, style.css (default: bundled)")
+    parser.add_argument(
+        "--checkpoint_path",
+        type=Path,
+        help="Wav2Lip checkpoint: translated video is lip-synced to the translated speech (default: the model "
+        "store's wav2lip when it is on disk; without one, translated calls show the original mouth)",
+    )
+    parser.add_argument(
+        "--lipsync-backend",
+        choices=("torch", "torch-bf16", "onnxruntime", "tensorrt"),
+        help="lip-sync engine (default: the fastest available here)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -71,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .app import DEFAULT_WEB_DIR, ServerConfig, create_app
     from .limits import Limits, MediaSettings
+    from .lipsync_feed import lipsync_for_server
+    from .translate import default_feed_factory
 
     if args.max_participants < 2 or args.max_rooms < 1:
         raise RtF2fError("--max-participants must be at least 2 and --max-rooms at least 1")
@@ -94,11 +107,19 @@ def run(args: argparse.Namespace) -> int:
         ice_servers=ice_servers(args.stun, args.turn, args.turn_user, args.turn_password),
         web_dir=web_dir,
     )
+    lipsync = lipsync_for_server(args.checkpoint_path, args.lipsync_backend)  # a bad checkpoint fails here
+    if lipsync is not None:
+        print(f"rt-f2f: lip-sync on ({lipsync.backend_name}, {lipsync.checkpoint})", flush=True)
     scheme = "https" if ssl_context else "http"
     print(f"rt-f2f: serving on {scheme}://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     try:
         web.run_app(
-            create_app(config), host=args.host, port=args.port, ssl_context=ssl_context, print=None, access_log=None
+            create_app(config, default_feed_factory(lipsync=lipsync)),
+            host=args.host,
+            port=args.port,
+            ssl_context=ssl_context,
+            print=None,
+            access_log=None,
         )
     except OSError as exc:
         raise RtF2fError(f"cannot listen on {args.host}:{args.port}: {exc}", "pick another --port or --host") from exc

@@ -7,8 +7,9 @@ engine runs once per (speaker, target language), however many people listen.
 
 Two implementations: ``PassthroughFeed`` (languages match: the original media, untouched) and ``TranslatedFeed``
 (a ``SpeechEngine`` turns the speech into the target language; the picture is delayed by the measured speech lag).
-A lip-synced audio/video pipeline replaces ``TranslatedFeed`` by implementing the same four methods; pass its
-factory as ``feed_factory`` to the app.
+``LipSyncFeed`` (``lipsync_feed.py``) extends ``TranslatedFeed``: same engine input, but speech and re-mouthed
+frames leave on one output clock; ``default_feed_factory(lipsync=...)`` picks it. Other feeds implement the same
+four methods; pass their factory as ``feed_factory`` to the app.
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ class TranslatedFeed(ListenerFeed):
             self.captions_out += 1
             self.events.caption(self, item)
 
-    def _on_speech(self, chunk: SpeechChunk) -> None:
+    def _measure_lag(self, chunk: SpeechChunk) -> None:
         now = time.monotonic()
         if chunk.first:
             heard = self._clock.wall_at(chunk.translation.pts)
@@ -305,6 +306,9 @@ class TranslatedFeed(ListenerFeed):
                 self._lag.add(now - heard)
                 s = self.settings
                 self._delay.delay = min(s.max_video_delay_s, max(s.min_video_delay_s, self._lag.value))
+
+    def _on_speech(self, chunk: SpeechChunk) -> None:
+        self._measure_lag(chunk)
         rate = chunk.audio.sample_rate
         resampler = self._out_resamplers.get(rate)
         if resampler is None:
@@ -343,13 +347,18 @@ class TranslatedFeed(ListenerFeed):
 FeedFactory = Callable[[str, str, str, MediaSettings, FeedEvents], ListenerFeed]
 
 
-def default_feed_factory(engine_factory: EngineFactory | None = None) -> FeedFactory:
-    """Passthrough when the languages match, a ``TranslatedFeed`` otherwise."""
+def default_feed_factory(engine_factory: EngineFactory | None = None, lipsync: Any | None = None) -> FeedFactory:
+    """Passthrough when the languages match; otherwise a ``LipSyncFeed`` when a lip-sync model is given (a
+    ``lipsync_feed.LipSyncModel``, loaded once and shared by every feed), else a ``TranslatedFeed``."""
     engines = engine_factory or speech_engine_factory()
 
     def make(speaker: str, source: str, target: str, settings: MediaSettings, events: FeedEvents) -> ListenerFeed:
         if source == target:
             return PassthroughFeed(speaker, source, target, settings, events)
+        if lipsync is not None:
+            from .lipsync_feed import LipSyncFeed
+
+            return LipSyncFeed(speaker, source, target, settings, events, engines, lipsync)
         return TranslatedFeed(speaker, source, target, settings, events, engines)
 
     return make
