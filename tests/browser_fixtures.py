@@ -73,15 +73,6 @@ async def wait_or_explain(bot: RoomClient, predicate, timeout: float, what: str,
                              f"captions {bot.captions[-4:]}") from None  # fmt: skip
 
 
-def loud_seconds(samples_48k: np.ndarray) -> float:
-    """How much of the audio is sound (20 ms frames above -40 dBFS RMS), in seconds."""
-    n = samples_48k.size // 960
-    if n == 0:
-        return 0.0
-    rms = np.sqrt(np.mean(samples_48k[: n * 960].reshape(n, 960) ** 2, axis=1))
-    return float(np.count_nonzero(rms > 0.01) * 0.02)
-
-
 @pytest.fixture(scope="module")
 def whisper():
     """whisper-base for checking what was heard, loaded on first use (not while a speech engine is working)."""

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection
+from audio_checks import dominant_frequency, tone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -109,16 +110,6 @@ async def wait_until(predicate, timeout: float, poll: float = 0.05) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(poll)
-
-
-def tone(freq: float, seconds: float, rate: int = 16000, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def dominant_frequency(samples: np.ndarray, rate: int = RATE) -> float:
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
-    return float(np.fft.rfftfreq(samples.size, 1 / rate)[np.argmax(spectrum)])
 
 
 class ToneEngine:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from audio_checks import loud_seconds
 from browser_fixtures import (
     EXAMPLE,
     REFERENCE,
     REFERENCE_ALL,
     loopback_ice,
-    loud_seconds,
     python_participant,
     served,
     transcribe,
