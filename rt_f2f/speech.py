@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import languages
+from .asr.window import STREAMING_WINDOW, EncoderWindow
 from .audio import atomic_output, read_audio, resample, write_json, write_wav
 from .errors import LanguageError, MediaError
 from .frames import AudioChunk, Caption, Clause, SpeechChunk, Transcript, Translation, join_words
@@ -37,6 +38,7 @@ class SpeechConfig:
     voice_conversion: bool = True
     vad_aggressiveness: int = 2
     asr_beam_size: int = 1
+    asr_window: EncoderWindow = STREAMING_WINDOW  # Whisper's input per step; FULL_WINDOW pads to 30 s as before
     queue_size: int = 32
 
     def __post_init__(self) -> None:
@@ -97,7 +99,12 @@ class SpeechEngine:
         m = self.models
         stages: list[Stage] = [
             VADStage(VADConfig(aggressiveness=self.config.vad_aggressiveness)),
-            ASRStage(m.recogniser, language=self.config.source, beam_size=self.config.asr_beam_size),
+            ASRStage(
+                m.recogniser,
+                language=self.config.source,
+                beam_size=self.config.asr_beam_size,
+                window=self.config.asr_window,
+            ),
             ClauseStage(),
             MTStage(m.translator),
             TTSStage(m.synthesizer),
@@ -343,6 +350,7 @@ def run(args: argparse.Namespace) -> int:
         source=args.source,
         target=args.target,
         asr_model=args.asr_model,
+        asr_window=EncoderWindow.parse(args.asr_window),
         mt_model=args.mt_model,
         tts_backend=args.tts,
         voice_conversion=not args.no_voice_conversion,
@@ -380,6 +388,14 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report", help="JSON report: transcript, translation, per-clause times, per-stage latency")
     p.add_argument("--realtime", action="store_true", help="pace the input at real time (live latency figures)")
     p.add_argument("--asr-model", default="whisper-base", help="Whisper model name or CTranslate2 folder")
+    p.add_argument(
+        "--asr-window",
+        default=STREAMING_WINDOW.describe(),
+        metavar="SPEC",
+        help="audio Whisper's encoder sees per streaming step: STEP,MIN,PAD seconds (the buffer plus PAD of "
+        "silence, rounded up to a multiple of STEP, at least MIN; default %(default)s, ~3-4x cheaper than Whisper's "
+        "30 s padding at the same word error rate), or 'full' to pad every step to 30 s",
+    )
     p.add_argument("--mt-model", default=None, help="MT model name or CTranslate2 folder (default: by pair)")
     p.add_argument("--tts", default=None, help="TTS backend: piper, kokoro or espeak (default: by language)")
     p.add_argument("--no-voice-conversion", action="store_true", help="keep the TTS voice")

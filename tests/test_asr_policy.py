@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ from rt_f2f.asr.policy import (
     normalise,
     replay,
 )
+from rt_f2f.asr.window import FULL_WINDOW, STREAMING_WINDOW, EncoderWindow
 from rt_f2f.frames import AudioChunk, ControlEvent, ControlKind, SpeechSegment, Transcript, Word, join_words
 from rt_f2f.stage import LatencyLog, Pipeline
 
@@ -199,12 +202,14 @@ class FakeRecogniser:
     def __init__(self, words: list[Word]) -> None:
         self.words = words
         self.languages: list[str | None] = []
+        self.windows: list[EncoderWindow] = []
 
     def check_language(self, code):
         return code
 
-    def transcribe(self, audio, language=None, prompt="", offset=0.0, beam_size=1) -> FakeResult:
+    def transcribe(self, audio, language=None, prompt="", offset=0.0, beam_size=1, window=FULL_WINDOW) -> FakeResult:
         self.languages.append(language)
+        self.windows.append(window)
         end = offset + audio.size / 16000
         return FakeResult([w for w in self.words if w.start >= offset - 1e-6 and w.end <= end], "de")
 
@@ -231,11 +236,44 @@ async def test_asr_stage_turns_growing_segments_into_stable_transcripts() -> Non
     assert all(t.segment_id == 7 and t.language == "de" for t in transcripts)
     assert recogniser.languages[0] is None and set(recogniser.languages[1:]) == {"de"}  # detected once, then kept
     assert len(log.for_stage("asr")) == len(transcripts)
+    assert set(recogniser.windows) == {STREAMING_WINDOW}  # streaming steps never pay for 30 s of padding
+
+
+async def test_asr_stage_passes_the_window_it_was_given() -> None:
+    async def source():
+        yield SpeechSegment(AudioChunk(np.zeros(32000, np.float32), 16000, 0.0), 1, final=True)
+
+    recogniser = FakeRecogniser([Word(" hi", 0.5, 0.8)])
+    stage = ASRStage(recogniser, language="en", window=FULL_WINDOW)
+    out = [x async for x in Pipeline([stage]).run(source())]
+    assert [t.text for t in out if isinstance(t, Transcript)] == ["hi"]
+    assert recogniser.windows == [FULL_WINDOW]
+
+
+def test_replay_without_computation_steps_at_every_chunk_however_slow_the_recogniser() -> None:
+    calls: dict[bool, list[float]] = {True: [], False: []}
+
+    def slow(aware: bool):
+        def transcribe(audio, offset, prompt):
+            calls[aware].append(offset + audio.size / RATE)
+            time.sleep(0.05)  # each step outlasts the 0.02 s of audio that arrives meanwhile
+            return []
+
+        return transcribe
+
+    audio = np.zeros(RATE // 5, np.float32)  # 0.2 s in 0.02 s pieces: 10 ready points
+    for aware in (True, False):
+        policy = LocalAgreementPolicy(slow(aware), min_chunk_s=0.02, sample_rate=RATE)
+        replay(policy, audio, chunk_s=0.02, sample_rate=RATE, computation_aware=aware)
+    assert calls[False] == pytest.approx([0.02 * k for k in range(1, 11)])  # 10 steps (finish: nothing new)
+    assert len(calls[True]) < 10  # live, steps wait for each other and audio that arrived meanwhile joins in
 
 
 def test_streamed_librivox_speech_is_transcribed_well(whisper_base, librivox_clip) -> None:
     def transcribe(audio, offset, prompt):
-        return whisper_base.transcribe(audio, language="en", prompt=prompt, offset=offset).words
+        return whisper_base.transcribe(
+            audio, language="en", prompt=prompt, offset=offset, window=STREAMING_WINDOW
+        ).words
 
     result = replay(LocalAgreementPolicy(transcribe), librivox_clip.audio(), chunk_s=0.5)
     assert word_error_rate(librivox_clip.text, result.text) <= 0.35, result.text

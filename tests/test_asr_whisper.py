@@ -1,8 +1,11 @@
-"""The Whisper wrapper and ``rt-f2f transcribe`` on real LibriVox speech; model loading and its failures."""
+"""The Whisper wrapper and ``rt-f2f transcribe`` on real LibriVox speech; model loading and its failures; the
+encoder window (what the encoder is handed, per call and per thread, and what is still heard with it)."""
 
 from __future__ import annotations
 
 import argparse
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,8 @@ import pytest
 
 from rt_f2f.asr import word_error_rate
 from rt_f2f.asr.whisper import load_whisper, normalise_language
-from rt_f2f.errors import LanguageError, MediaError, ModelFormatError, ModelMissingError
+from rt_f2f.asr.window import FULL_WINDOW, STREAMING_WINDOW, EncoderWindow
+from rt_f2f.errors import LanguageError, MediaError, ModelFormatError, ModelMissingError, RtF2fError
 from rt_f2f.models import model_path
 from rt_f2f.transcribe import add_subcommand, transcribe_file
 
@@ -124,3 +128,124 @@ def test_the_transcribe_command_fails_clearly(whisper_base, librivox_clips, tmp_
     args = _cli(["transcribe", str(tmp_path / "noise.wav")])
     with pytest.raises(MediaError):
         args.func(args)
+
+
+# -- the encoder window ----------------------------------------------------------------------------------------
+class EncoderSpy:
+    """Stands in for the CTranslate2 model and records the frame count of every encoder input, by thread."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.frames: list[tuple[int, int]] = []
+
+    def encode(self, features, *args, **kwargs):
+        self.frames.append((threading.get_ident(), int(features.shape[-1])))
+        return self.inner.encode(features, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def encoder_spy(whisper_base, monkeypatch) -> EncoderSpy:
+    spy = EncoderSpy(whisper_base.model.model)
+    monkeypatch.setattr(whisper_base.model, "model", spy)
+    return spy
+
+
+def _frames(spy: EncoderSpy) -> list[int]:
+    return [frames for _, frames in spy.frames]
+
+
+def test_the_window_holds_the_buffer_plus_its_margin_in_few_sizes() -> None:
+    window = EncoderWindow(step_s=5, min_s=10, pad_s=1.0)
+    assert [window.seconds(s) for s in (0.0, 3.2, 8.9, 9.0, 9.1, 14.0, 19.5, 28.9, 29.5, 120.0)] == [
+        10, 10, 10, 10, 15, 15, 25, 30, 30, 30,
+    ]  # fmt: skip
+    for seconds in np.linspace(0.0, 29.0, 59):
+        assert window.seconds(seconds) >= seconds + 1.0 and window.frames(seconds) == 100 * window.seconds(seconds)
+    assert {FULL_WINDOW.seconds(s) for s in (0.5, 7.0, 29.9, 61.0)} == {30}
+    assert FULL_WINDOW.is_full and not STREAMING_WINDOW.is_full
+
+
+def test_window_settings_are_read_and_checked() -> None:
+    assert EncoderWindow.parse("5,10,1") == EncoderWindow(5, 10, 1.0)
+    assert EncoderWindow.parse(" 2, 6 ") == EncoderWindow(2, 6, 1.0)
+    assert EncoderWindow.parse("FULL") is FULL_WINDOW
+    assert EncoderWindow.parse(STREAMING_WINDOW.describe()) == STREAMING_WINDOW
+    for bad in ("", "5", "five,10", "5,10,1,0"):
+        with pytest.raises(RtF2fError, match="cannot read") as caught:
+            EncoderWindow.parse(bad)
+        assert "full" in caught.value.hint
+    with pytest.raises(RtF2fError, match="step_s") as caught:
+        EncoderWindow(0, 10)
+    assert "FULL_WINDOW" in caught.value.hint
+    with pytest.raises(RtF2fError, match="min_s"):
+        EncoderWindow(5, 31)
+    with pytest.raises(RtF2fError, match="pad_s"):
+        EncoderWindow(5, 10, -0.5)
+
+
+def test_the_encoder_gets_the_window_not_30_s(whisper_base, librivox_clips, encoder_spy) -> None:
+    clip = librivox_clips["0880"]  # 3 s: "he was not an ill disposed young man"
+    audio = clip.audio()
+    short = whisper_base.transcribe(audio, language="en", window=STREAMING_WINDOW)
+    assert _frames(encoder_spy) == [1000]
+    assert word_error_rate(clip.text, short.text) <= 0.2, short.text
+    assert short.words[-1].end <= audio.size / 16000 + 0.1
+    encoder_spy.frames.clear()
+    whisper_base.transcribe(audio, language="en")  # offline callers keep Whisper's 30 s
+    assert _frames(encoder_spy) == [3000]
+    assert whisper_base.model.window.frames is None  # nothing of a call's window stays behind
+
+
+def test_language_detection_also_hears_the_short_window(whisper_base, librivox_clips, encoder_spy) -> None:
+    audio = librivox_clips["0930"].audio()  # 3.3 s
+    result = whisper_base.transcribe(audio, window=EncoderWindow(2, 4, 1.0))
+    assert result.language == "en"
+    assert set(_frames(encoder_spy)) == {600}  # 3.3 s + 1 s margin, rounded up to 2 s steps
+
+
+def test_a_longer_buffer_gets_a_longer_window_and_keeps_its_last_words(whisper_base, encoder_spy) -> None:
+    from rt_f2f.audio import read_audio
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    audio = read_audio(root / "en_sample.wav", 16000)  # 11.6 s, three sentences
+    reference = (root / "en_sample.txt").read_text()
+    result = whisper_base.transcribe(audio, language="en", window=STREAMING_WINDOW)
+    assert _frames(encoder_spy) == [1500]
+    assert word_error_rate(reference, result.text) <= 0.2, result.text
+    assert "amiable himself" in result.text.lower()
+
+
+@pytest.mark.slow
+def test_a_buffer_longer_than_30_s_is_cut_into_whisper_windows(whisper_base, encoder_spy) -> None:
+    from rt_f2f.audio import read_audio
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    once = read_audio(root / "en_sample.wav", 16000)
+    audio = np.concatenate([once, once, once])  # 34.7 s: more than one encoder window holds
+    reference = " ".join([(root / "en_sample.txt").read_text()] * 3)
+    result = whisper_base.transcribe(audio, language="en", window=STREAMING_WINDOW)
+    assert len(encoder_spy.frames) >= 2 and set(_frames(encoder_spy)) == {3000}
+    assert word_error_rate(reference, result.text) <= 0.2, result.text
+    assert result.words[-1].end > 33.0  # the audio after the first 30 s was heard
+
+
+def test_each_thread_keeps_its_own_window(whisper_base, librivox_clips, encoder_spy) -> None:
+    """One loaded model serves several stages at once; a call's window must not leak into another thread's."""
+    audio = librivox_clips["0880"].audio()
+    windows = {"short": STREAMING_WINDOW, "full": FULL_WINDOW}
+    threads: dict[str, int] = {}
+    barrier = threading.Barrier(2)
+
+    def work(name: str) -> str:
+        threads[name] = threading.get_ident()
+        barrier.wait()
+        return " ".join(whisper_base.transcribe(audio, language="en", window=windows[name]).text for _ in range(2))
+
+    with ThreadPoolExecutor(2) as pool:
+        texts = list(pool.map(work, windows))
+    assert all("young man" in text.lower() for text in texts), texts
+    by_thread = {name: {f for t, f in encoder_spy.frames if t == ident} for name, ident in threads.items()}
+    assert by_thread == {"short": {1000}, "full": {3000}}

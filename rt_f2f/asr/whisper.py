@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from ..errors import LanguageError, MediaError, ModelFormatError, ModelMissingError
 from ..frames import Word, join_words
 from ..models import model_path
+from .window import FULL_WINDOW, EncoderWindow
 
 SAMPLE_RATE = 16000
 MAX_CALL_SECONDS = 4 * 3600  # the bound read_audio applies to files; a call never takes more
@@ -64,6 +66,7 @@ class WhisperASR:
         prompt: str = "",
         offset: float = 0.0,
         beam_size: int = 1,
+        window: EncoderWindow = FULL_WINDOW,
     ) -> ASRResult:
         """Words of ``audio`` (mono float32, 16 kHz) with times shifted by ``offset`` seconds.
 
@@ -82,23 +85,51 @@ class WhisperASR:
         language = self.check_language(language)
         if samples.size < SAMPLE_RATE // 10:  # under 0.1 s: nothing to hear, and Whisper would invent something
             return ASRResult((), language or "", 0.0)
-        segments, info = self.model.transcribe(
-            samples,
-            language=language,
-            initial_prompt=prompt or None,
-            word_timestamps=True,
-            beam_size=beam_size,
-            best_of=1,
-            temperature=0.0,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        words = tuple(
-            Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3), float(w.probability))
-            for segment in segments
-            for w in (segment.words or ())
-        )
+        self.model.window.frames = window.frames(samples.size / SAMPLE_RATE)
+        try:
+            segments, info = self.model.transcribe(
+                samples,
+                language=language,
+                initial_prompt=prompt or None,
+                word_timestamps=True,
+                beam_size=beam_size,
+                best_of=1,
+                temperature=0.0,
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
+            words = tuple(  # segments is lazy: the decoding happens here, still inside the window
+                Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3), float(w.probability))
+                for segment in segments
+                for w in (segment.words or ())
+            )
+        finally:
+            self.model.window.frames = None
         return ASRResult(words, info.language, float(info.language_probability))
+
+
+@cache
+def _windowed_model_class() -> type:
+    """faster-whisper's WhisperModel whose encoder input is cut to the calling thread's window.
+
+    faster-whisper builds the features of the whole call, pads each 30 s window to 3000 frames and encodes it
+    (also for language detection); ``encode`` is the one place every window passes, so the padding is cut there.
+    The window is per thread because one loaded model serves several stages' worker threads at once.
+    """
+    from faster_whisper import WhisperModel
+
+    class WindowedWhisperModel(WhisperModel):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.window = threading.local()
+
+        def encode(self, features: np.ndarray):
+            frames = getattr(self.window, "frames", None)
+            if frames is not None and features.shape[-1] > frames:
+                features = np.ascontiguousarray(features[..., :frames])
+            return super().encode(features)
+
+    return WindowedWhisperModel
 
 
 _CACHE: dict[tuple[str, str, str, int], WhisperASR] = {}
@@ -132,10 +163,10 @@ def load_whisper(
     key = (str(folder.resolve()), device, compute_type, cpu_threads)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            from faster_whisper import WhisperModel
-
             try:
-                model = WhisperModel(str(folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+                model = _windowed_model_class()(
+                    str(folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+                )
             except (RuntimeError, ValueError, OSError) as exc:
                 raise ModelFormatError(
                     f"cannot load Whisper model from {folder}: {exc}",
