@@ -47,9 +47,8 @@ FLAGS = [
     "--disable-sync",
     "--allow-loopback-in-peer-connection",
     "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
+]  # headless Debian Chromium for WebRTC over loopback (the browser tests use these too)
+FAKE_DEVICES = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 MIC_RATE = 48000
 LEAD_IN_S = 6.0  # silence before the first sentence, so every page has joined when it plays
 
@@ -164,7 +163,7 @@ def speaker_wav(path: Path, sentences: list[np.ndarray], rate: int, gap_s: float
 @contextlib.asynccontextmanager
 async def chromium(playwright, microphone: Path) -> AsyncIterator[Any]:
     browser = await playwright.chromium.launch(
-        executable_path=str(CHROMIUM), args=[*FLAGS, f"--use-file-for-fake-audio-capture={microphone}"]
+        executable_path=str(CHROMIUM), args=[*FLAGS, *FAKE_DEVICES, f"--use-file-for-fake-audio-capture={microphone}"]
     )
     try:
         yield browser

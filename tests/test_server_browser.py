@@ -32,26 +32,13 @@ from browser_fixtures import (
     words,
 )
 
+from benchmarks.bench_webrtc_browser import CHROMIUM, FLAGS
 from rt_f2f.audio import read_audio, write_wav
 from rt_f2f.server.app import REGISTRY
 from rt_f2f.server.client import create_room
 
 pytestmark = pytest.mark.browser
 __all__ = ["loopback_ice", "whisper"]  # fixtures: loopback_ice is autouse here (aiortc offers 127.0.0.1)
-
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 @pytest.fixture(scope="module")
