@@ -42,9 +42,12 @@ class FaceToFaceConfig:
     fps: float = 25.0
     realtime: bool = False
     lipsync_batch: int = 8
-    max_render_lag: float = 0.5  # seconds a frame may already trail its playout and still be sent to lip-sync
+    max_render_lag: float = 0.5  # seconds a re-mouthed frame may land after its playout (predicted at its push)
     render_budget: float = 0.1  # seconds of lead, beyond lip-sync's batching latency, a frame gets for its render
     max_inflight: int = 256  # scheduled items queued for the lip-sync worker before the output side waits for it
+    # Emit each frame sent to lip-sync at once as it is, and again when re-mouthed (same pts): for a receiver that
+    # paces output and keeps the latest version it has of a frame at playout. Off: every frame once, in order.
+    provisional_frames: bool = False
 
 
 @dataclass
@@ -96,10 +99,13 @@ def build_scheduler(
 class FrameSink:
     """Turns scheduled items into output: audio handed on at once, frames re-mouthed (or not) and handed on in order.
 
-    Lip-sync runs on one worker thread per sink. Items are queued to it without waiting (up to
-    ``config.max_inflight``), so audio never waits for the generator: in a call the listener's audio keeps flowing
-    while a batch renders. ``lipsync`` is a ``LipSyncStream``, a zero-argument factory of one (built on the worker
-    thread, where its face detector then lives), or None.
+    Lip-sync runs on one worker thread per sink, and audio never waits for it: in a call the listener's audio keeps
+    flowing while a batch renders. Whether a frame is re-mouthed is decided when it is scheduled, from what the
+    worker already holds and what a batch has been costing: a frame whose render would land more than
+    ``max_render_lag`` after its playout skips the worker and goes out with its original mouth (counted), still in
+    order behind the frames being rendered (or, with ``provisional_frames``, at once: the receiver orders them).
+    ``lipsync`` is a ``LipSyncStream``, a zero-argument factory of one (built on the worker thread, where its face
+    detector then lives), or None.
     """
 
     def __init__(
@@ -115,18 +121,43 @@ class FrameSink:
         self.on_video = on_video
         self.on_audio = on_audio or (lambda chunk: result.audio.append(chunk.samples))
         self.enabled = lipsync is not None
-        self._factory = lipsync if callable(lipsync) and not hasattr(lipsync, "push_video") else None
+        self._factory = lipsync if callable(lipsync) else None
         self.lipsync = None if self._factory is not None else lipsync
         self.config = config
         self.origin_wall = origin_wall
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="rt-f2f-lipsync") if self.enabled else None
-        self._inflight: deque[asyncio.Future] = deque()
+        self._inflight: deque[tuple[asyncio.Future, bool]] = deque()  # (output, from the worker), in order
         self._error: BaseException | None = None
+        self._in_worker = 0  # frames handed to the worker and not out yet
+        self._batch_cost = 0.0  # running average of one generator batch's wall time (render + paste), in seconds
+        if self._factory is not None:
+            self._executor.submit(self._stream)  # build it now: frames pass through until it is ready
+
+    # -- worker side ---------------------------------------------------------------------------------------------
 
     def _stream(self) -> Any:
         if self.lipsync is None:
             self.lipsync = self._factory()  # on the worker thread
         return self.lipsync
+
+    def _timed(self, call: Callable[[Any], list[VideoFrame]]) -> list[VideoFrame]:
+        """Run a stream call on the worker, learning what a batch costs from the calls that ran one."""
+        stream = self._stream()
+        batches, start = stream.stats.batches, time.perf_counter()
+        out = call(stream)
+        ran = stream.stats.batches - batches
+        if ran:
+            cost = (time.perf_counter() - start) / ran
+            self._batch_cost = cost if self._batch_cost == 0.0 else 0.7 * self._batch_cost + 0.3 * cost
+        return out
+
+    @staticmethod
+    def _push(stream: Any, item: ScheduledAudio | VideoFrame) -> list[VideoFrame]:
+        if isinstance(item, ScheduledAudio):
+            return stream.push_audio(item.chunk.samples, item.chunk.pts, item.chunk.sample_rate)
+        return stream.push_video(item)
+
+    # -- loop side -----------------------------------------------------------------------------------------------
 
     def _emit(self, frames: list[VideoFrame]) -> None:
         origin = self.origin_wall()
@@ -136,30 +167,53 @@ class FrameSink:
             self.on_video(frame)
             self.result.frames_written += 1
 
-    def _lipsync_behind(self, pts: float) -> bool:
+    def _too_late(self, pts: float) -> bool:
+        """Would this frame, re-mouthed, land more than ``max_render_lag`` after its playout? It waits for the
+        batches already queued, for its own batch to fill (frames come at ``fps``, at most the stream's latency
+        bound), then for its batch's render."""
         origin = self.origin_wall()
-        return origin is not None and time.monotonic() - (origin + pts) > self.config.max_render_lag
+        if origin is None:
+            return False
+        if self.lipsync is None:
+            return True  # still being built
+        size, latency, ahead = self.lipsync.batch_size, self.lipsync.max_latency_s, self._in_worker
+        if self._batch_cost == 0.0 and ahead >= size:
+            return True  # what a batch costs is not known yet: one batch at a time until it is
+        fill = min((size - ahead % size - 1) / self.config.fps, latency)
+        ready = time.monotonic() + (ahead // size + 1) * self._batch_cost + fill
+        return ready - (origin + pts) > self.config.max_render_lag
 
-    def _push(self, item: ScheduledAudio | ScheduledVideo) -> list[VideoFrame]:
-        stream = self._stream()
-        if isinstance(item, ScheduledAudio):
-            return stream.push_audio(item.chunk.samples, item.chunk.pts, item.chunk.sample_rate)
-        frame = VideoFrame(item.frame.image, item.pts, item.slot, item.frame.source)
-        if self._lipsync_behind(item.pts):
-            self.result.lipsync_skipped_behind += 1
-            return [*stream.flush(), frame] if stream.pending else [frame]
-        return stream.push_video(frame)
+    async def _submit(self, call: Callable[[Any], list[VideoFrame]]) -> None:
+        while len(self._inflight) >= self.config.max_inflight:
+            await asyncio.wait([self._inflight[0][0]])
+            self._drain()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, call)
+        self._inflight.append((future, True))
+        future.add_done_callback(self._drain)
+
+    def _pass(self, frame: VideoFrame) -> None:
+        """A frame that is not re-mouthed: out now, or in its turn behind the frames still being rendered (audio
+        still queued for the worker holds no frame back: with no frame in the worker it can complete none)."""
+        if not self._in_worker or self.config.provisional_frames:
+            self._emit([frame])
+            return
+        done = asyncio.get_running_loop().create_future()
+        done.set_result([frame])
+        self._inflight.append((done, False))
 
     def _drain(self, _: asyncio.Future | None = None) -> None:
-        """Emit finished work in submission order (one worker thread finishes it in that order)."""
-        while self._inflight and self._inflight[0].done():
-            future = self._inflight.popleft()
+        """Emit finished work in order (one worker thread finishes its part in that order)."""
+        while self._inflight and self._inflight[0][0].done():
+            future, from_worker = self._inflight.popleft()
             if future.cancelled():
                 continue
             if future.exception() is not None:
                 self._error = self._error or future.exception()
                 continue
-            self._emit(future.result())
+            frames = future.result()
+            if from_worker:
+                self._in_worker -= len(frames)
+            self._emit(frames)
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -168,18 +222,28 @@ class FrameSink:
 
     async def consume(self, item: ScheduledAudio | ScheduledVideo) -> None:
         self._raise_error()
+        frame = None
         if isinstance(item, ScheduledAudio):
             self.on_audio(item.chunk)
+        else:
+            frame = VideoFrame(item.frame.image, item.pts, item.slot, item.frame.source)
         if not self.enabled:
-            if isinstance(item, ScheduledVideo):
-                self._emit([VideoFrame(item.frame.image, item.pts, item.slot, item.frame.source)])
+            if frame is not None:
+                self._emit([frame])
             return
-        while len(self._inflight) >= self.config.max_inflight:
-            await asyncio.wait([self._inflight[0]])
-            self._drain()
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._push, item)
-        self._inflight.append(future)
-        future.add_done_callback(self._drain)
+        if frame is None:
+            await self._submit(lambda stream: self._push(stream, item))
+        elif self._too_late(frame.pts):
+            self.result.lipsync_skipped_behind += 1
+            if self._in_worker:  # frames waiting for a batch that this one will not fill: render them now
+                await self._submit(lambda stream: stream.flush())
+            self._pass(frame)
+        else:
+            if self.config.provisional_frames:
+                self.on_video(frame)  # as it is, until (unless) its re-mouthed version comes in time
+            self._in_worker += 1
+            await self._submit(lambda stream: self._push(stream, frame))
+        self._drain()
 
     def counts(self) -> dict[str, int]:
         """Lip-sync figures so far (read while the worker runs: plain counters, a frame or two behind at most)."""
@@ -196,12 +260,11 @@ class FrameSink:
         if self._executor is None:
             return
         if flush:
+            if self._in_worker:
+                await self._submit(lambda stream: stream.flush())
             if self._inflight:
-                await asyncio.wait(list(self._inflight))
+                await asyncio.wait([future for future, _ in self._inflight])
             self._drain()
-            if self.lipsync is not None:
-                loop = asyncio.get_running_loop()
-                self._emit(await loop.run_in_executor(self._executor, self.lipsync.flush))
         stats = getattr(self.lipsync, "stats", None)
         if stats is not None:
             self.result.lipsync_without_face = stats.frames_without_face

@@ -6,9 +6,11 @@ the speaker's camera frames meet in the same scheduler and lip-sync code as ``rt
 (``rt_f2f.facetoface.LiveFaceToFace``): one output clock, output = input + D, speech never later than D_max after
 its source, and every frame re-mouthed by a ``LipSyncStream`` for the translated audio that plays with it. A pacer
 publishes audio and frames at their playout time on that clock, so a listener hears the translated words with the
-frames rendered for them. A frame the generator could not finish in time goes out with its original mouth
-(counted), and one that would still reach the pacer more than 45 ms after its playout (its audio already heard;
-ITU-R BT.1359) is dropped (counted): lip-sync costs mouth accuracy or frames, never delay or sync.
+frames rendered for them. Every frame reaches the pacer as captured well before its playout, and its re-mouthed
+version replaces it if the generator finishes in time; frames the generator is predicted not to finish in time are
+not sent to it at all (both counted). A slow generator costs mouth accuracy, never frames, delay or sync. Only a
+frame that would go out more than 40 ms after the audio of its moment (ITU-R BT.1359 allows 45 ms) is dropped
+(counted).
 
 Timing for calls (``CallLipSyncConfig``):
 
@@ -74,8 +76,8 @@ class CallLipSyncConfig:
     batch: int = 4  # frames per generator call
     batch_latency_s: float = 0.3  # media time a frame may wait for its batch (>= 0.225 s of audio Wav2Lip needs)
     render_budget_s: float = 0.8  # lead beyond the batching latency that frames get for their render
-    max_render_lag_s: float = -0.5  # a frame within 0.5 s of its playout when the worker gets to it: not rendered
-    # frames reaching the pacer later than this after their playout are dropped (5 ms inside BT.1359's 45 ms)
+    max_render_lag_s: float = 0.0  # a frame whose render is predicted to land after its playout is not rendered
+    # frames that would go out this long after the audio of their moment are dropped (5 ms inside BT.1359's 45 ms)
     late_frame_s: float = AUDIO_EARLY_LIMIT - 0.005
 
     def face_to_face(self) -> FaceToFaceConfig:
@@ -84,6 +86,7 @@ class CallLipSyncConfig:
             max_delay=self.max_delay_s,
             fps=self.fps,
             realtime=True,
+            provisional_frames=True,
             lipsync_batch=self.batch,
             max_render_lag=self.max_render_lag_s,
             render_budget=self.render_budget_s,
@@ -145,22 +148,43 @@ def lipsync_for_server(checkpoint: str | Path | None, backend: str | None = None
 
 
 class _Pacer:
-    """Publishes output at its playout time (wall clock); frames that come too late to be in sync are dropped."""
+    """Publishes output at its playout time (wall clock).
+
+    Each frame comes first as captured and again if its re-mouthed version is ready (same pts): the version held at
+    playout is shown, and a render that comes after that is discarded (counted). A frame that would go out more than
+    ``late_frame_s`` after the audio of its moment (it reached the pacer late) is dropped (counted); a stalled event
+    loop delays audio and frames alike, which keeps them in sync.
+    """
 
     def __init__(self, audio: Relay[AudioChunk], video: Relay[av.VideoFrame], late_frame_s: float) -> None:
         self.audio, self.video = audio, video
         self.late_frame_s = late_frame_s
-        self._heap: list[tuple[float, int, bool, Any]] = []
+        self._heap: list[tuple[float, int, AudioChunk | int]] = []  # (due, order, audio chunk or frame key)
+        self._frames: dict[int, av.VideoFrame] = {}  # frame key (pts in 90 kHz ticks) -> version to show
+        self._shown = -1  # key of the last frame shown
+        self._heard: deque[tuple[float, float, float]] = deque(maxlen=100)  # recent audio: (pts, end, wall out)
         self._order = itertools.count()
         self._wake = asyncio.Event()
         self.stopped = False
         self.late_frames = 0
+        self.late_renders = 0
 
-    def put(self, due: float, item: AudioChunk | av.VideoFrame, is_video: bool) -> None:
+    def put_audio(self, due: float, chunk: AudioChunk) -> None:
+        if not self.stopped:
+            heapq.heappush(self._heap, (due, next(self._order), chunk))
+            self._wake.set()
+
+    def put_frame(self, due: float, frame: av.VideoFrame) -> None:
         if self.stopped:
             return
-        heapq.heappush(self._heap, (due, next(self._order), is_video, item))
-        self._wake.set()
+        key = int(frame.pts)
+        if key <= self._shown and key not in self._frames:
+            self.late_renders += 1  # its moment has been shown already
+            return
+        if key not in self._frames:
+            heapq.heappush(self._heap, (due, next(self._order), key))
+            self._wake.set()
+        self._frames[key] = frame
 
     async def run(self) -> None:
         while not self.stopped:
@@ -170,21 +194,35 @@ class _Pacer:
                 continue
             wait = self._heap[0][0] - time.monotonic()
             if wait > 0:
-                self._wake.clear()  # an earlier item (a frame just rendered) wakes us before the timeout
+                self._wake.clear()  # an earlier item wakes us before the timeout
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
                 continue
-            _, _, is_video, item = heapq.heappop(self._heap)
-            if not is_video:
+            _, _, item = heapq.heappop(self._heap)
+            if isinstance(item, AudioChunk):
                 self.audio.publish(item)
-            elif -wait > self.late_frame_s:
+                self._heard.append((item.pts, item.end, time.monotonic()))
+                continue
+            frame = self._frames.pop(item)
+            self._shown = max(self._shown, item)
+            if self._audio_ahead(float(frame.pts * frame.time_base)) > self.late_frame_s:
                 self.late_frames += 1
             else:
-                self.video.publish(item)
+                self.video.publish(frame)
+
+    def _audio_ahead(self, pts: float) -> float:
+        """How long ago the audio of output moment ``pts`` went out (0 when it has not yet)."""
+        for start, end, wall in reversed(self._heard):
+            if start <= pts < end:
+                return time.monotonic() - (wall + pts - start)
+            if end <= pts:
+                break
+        return 0.0
 
     def stop(self) -> None:
         self.stopped = True
         self._heap.clear()
+        self._frames.clear()
         self._wake.set()
 
 
@@ -276,13 +314,13 @@ class LipSyncFeed(TranslatedFeed):
     def _on_audio_out(self, chunk: AudioChunk) -> None:
         samples = self._to_listener.process(chunk.samples)
         out = AudioChunk(samples, WEBRTC_RATE, chunk.pts, source=self.speaker)
-        self._pacer.put(self._origin + chunk.pts, out, is_video=False)
+        self._pacer.put_audio(self._origin + chunk.pts, out)
 
     def _on_frame(self, frame: VideoFrame) -> None:
         out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.image), format="rgb24")
         out.pts = round(frame.pts * VIDEO_TIME_BASE.denominator)
         out.time_base = VIDEO_TIME_BASE
-        self._pacer.put(self._origin + frame.pts, out, is_video=True)
+        self._pacer.put_frame(self._origin + frame.pts, out)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -316,6 +354,7 @@ class LipSyncFeed(TranslatedFeed):
                 "lipsync_rendered": counts["rendered"],
                 "lipsync_skipped_late": counts["skipped_late"],
                 "lipsync_without_face": counts["without_face"],
+                "lipsync_too_late": self._pacer.late_renders,
                 "render_lag_p95_s": round(float(np.percentile(lags, 95)), 3) if lags else None,
                 "video_dropped": self._pacer.late_frames,
             }
