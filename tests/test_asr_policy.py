@@ -269,13 +269,17 @@ def test_replay_without_computation_steps_at_every_chunk_however_slow_the_recogn
     assert len(calls[True]) < 10  # live, steps wait for each other and audio that arrived meanwhile joins in
 
 
-def test_streamed_librivox_speech_is_transcribed_well(whisper_base, librivox_clip) -> None:
-    def transcribe(audio, offset, prompt):
-        return whisper_base.transcribe(
-            audio, language="en", prompt=prompt, offset=offset, window=STREAMING_WINDOW
-        ).words
+def streaming_english(asr, window: EncoderWindow = STREAMING_WINDOW):
+    """What ASRStage hands a policy: English, committed text as prompt, the streaming window."""
 
-    result = replay(LocalAgreementPolicy(transcribe), librivox_clip.audio(), chunk_s=0.5)
+    def transcribe(audio, offset, prompt):
+        return asr.transcribe(audio, language="en", prompt=prompt, offset=offset, window=window).words
+
+    return transcribe
+
+
+def test_streamed_librivox_speech_is_transcribed_well(whisper_base, librivox_clip) -> None:
+    result = replay(LocalAgreementPolicy(streaming_english(whisper_base)), librivox_clip.audio(), chunk_s=0.5)
     assert word_error_rate(librivox_clip.text, result.text) <= 0.35, result.text
     ends = [c.word.end for c in result.commits]
     assert ends == sorted(ends) and ends[-1] <= librivox_clip.audio().size / 16000 + 0.1
@@ -284,13 +288,22 @@ def test_streamed_librivox_speech_is_transcribed_well(whisper_base, librivox_cli
 
 @pytest.mark.slow
 def test_fixed_chunks_transcribe_worse_or_equal_than_local_agreement(whisper_base, librivox_clips) -> None:
-    def transcribe(audio, offset, prompt):
-        return whisper_base.transcribe(audio, language="en", prompt=prompt, offset=offset).words
-
+    transcribe = streaming_english(whisper_base)
     for clip in librivox_clips.values():
         agreed = replay(LocalAgreementPolicy(transcribe), clip.audio(), chunk_s=0.5)
         fixed = replay(FixedChunkPolicy(transcribe), clip.audio(), chunk_s=0.5)
         assert word_error_rate(clip.text, agreed.text) <= word_error_rate(clip.text, fixed.text) + 0.05
+
+
+@pytest.mark.slow
+def test_the_streaming_window_transcribes_as_well_as_30_s_padding(whisper_base, librivox_clips) -> None:
+    """Steps at every second whatever they cost, so both runs hear the same buffers and only the window differs."""
+    errors = {window: [] for window in (STREAMING_WINDOW, FULL_WINDOW)}
+    for clip in librivox_clips.values():
+        for window, found in errors.items():
+            policy = LocalAgreementPolicy(streaming_english(whisper_base, window))
+            found.append(word_error_rate(clip.text, replay(policy, clip.audio(), computation_aware=False).text))
+    assert np.mean(errors[STREAMING_WINDOW]) <= np.mean(errors[FULL_WINDOW]) + 0.02, errors
 
 
 @pytest.mark.slow

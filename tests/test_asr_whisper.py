@@ -218,7 +218,6 @@ def test_a_longer_buffer_gets_a_longer_window_and_keeps_its_last_words(whisper_b
     assert "amiable himself" in result.text.lower()
 
 
-@pytest.mark.slow
 def test_a_buffer_longer_than_30_s_is_cut_into_whisper_windows(whisper_base, encoder_spy) -> None:
     from rt_f2f.audio import read_audio
 
