@@ -44,7 +44,9 @@ class FaceToFaceConfig:
     lipsync_batch: int = 8
     max_render_lag: float = 0.5  # seconds a re-mouthed frame may land after its playout (predicted at its push)
     render_budget: float = 0.1  # seconds of lead, beyond lip-sync's batching latency, a frame gets for its render
-    max_inflight: int = 256  # scheduled items queued for the lip-sync worker before the output side waits for it
+    # scheduled items queued for the lip-sync worker before the output side waits for it (from files) or stops
+    # handing it more (live: the output never waits for lip-sync; what is not handed on is counted)
+    max_inflight: int = 256
     # Emit each frame sent to lip-sync at once as it is, and again when re-mouthed (same pts): for a receiver that
     # paces output and keeps the latest version it has of a frame at playout. Off: every frame once, in order.
     provisional_frames: bool = False
@@ -129,6 +131,7 @@ class FrameSink:
         self._inflight: deque[tuple[asyncio.Future, bool]] = deque()  # (output, from the worker), in order
         self._error: BaseException | None = None
         self._in_worker = 0  # frames handed to the worker and not out yet
+        self.overflow = 0  # items not handed to a worker that was max_inflight behind (live only)
         self._batch_cost = 0.0  # running average of one generator batch's wall time (render + paste), in seconds
         if self._factory is not None:
             self._executor.submit(self._stream)  # build it now: frames pass through until it is ready
@@ -183,13 +186,18 @@ class FrameSink:
         ready = time.monotonic() + (ahead // size + 1) * self._batch_cost + fill
         return ready - (origin + pts) > self.config.max_render_lag
 
-    async def _submit(self, call: Callable[[Any], list[VideoFrame]]) -> None:
+    async def _submit(self, call: Callable[[Any], list[VideoFrame]]) -> bool:
+        """Queue a stream call on the worker; False (live, with the worker too far behind) when it was not."""
         while len(self._inflight) >= self.config.max_inflight:
+            if self.origin_wall() is not None:
+                self.overflow += 1
+                return False
             await asyncio.wait([self._inflight[0][0]])
             self._drain()
         future = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, call)
         self._inflight.append((future, True))
         future.add_done_callback(self._drain)
+        return True
 
     def _pass(self, frame: VideoFrame) -> None:
         """A frame that is not re-mouthed: out now, or in its turn behind the frames still being rendered (audio
@@ -242,7 +250,11 @@ class FrameSink:
             if self.config.provisional_frames:
                 self.on_video(frame)  # as it is, until (unless) its re-mouthed version comes in time
             self._in_worker += 1
-            await self._submit(lambda stream: self._push(stream, frame))
+            if not await self._submit(lambda stream: self._push(stream, frame)):
+                self._in_worker -= 1
+                self.result.lipsync_skipped_behind += 1
+                if not self.config.provisional_frames:
+                    self._pass(frame)
         self._drain()
 
     def counts(self) -> dict[str, int]:

@@ -306,6 +306,28 @@ async def test_speech_that_would_pass_max_delay_is_dropped(model, photo):
         assert onset - (run.start + run.engine.clauses[k].pts) <= 3.0
 
 
+class SlowBackend:
+    """The generator, 1.5 s slower per batch: a CPU far too busy for lip-sync to keep up."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def infer(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        time.sleep(1.5)
+        return self.backend.infer(mel, faces)
+
+
+async def test_a_slow_generator_costs_mouths_never_audio_or_frames(model, photo):
+    run = await drive(replace(model, backend=SlowBackend(model.backend)), photo, seconds=6.0)
+    stats = run.feed.stats()
+    await run.feed.close()
+    walls, apts, _ = audio_timeline(run)
+    assert np.allclose(np.diff(apts), BLOCK) and np.diff(walls).max() < 0.1  # audio kept flowing, on time
+    steps = np.diff([float(f.pts * f.time_base) for _, f in run.video.items]) * model.config.fps
+    assert len(steps) >= 3 * model.config.fps and np.allclose(steps, 1.0)  # every 25 fps slot, none missing
+    assert stats["lipsync_skipped_late"] > stats["lipsync_rendered"] and stats["video_dropped"] == 0
+
+
 @pytest.mark.parametrize("fail", ["load", "run"])
 async def test_engine_failure_falls_back_to_the_original_media(model, photo, fail):
     run = await drive(model, photo, seconds=2.5, fail=fail)

@@ -107,7 +107,11 @@ class LipSyncModel:
         from ..lipsync.stream import LipSyncStream
 
         c = self.config
-        return LipSyncStream(self.backend, fps=c.fps, batch_size=c.batch, max_latency_s=c.batch_latency_s)
+        # Frames not sent to the generator do not advance the stream's clock, so it cannot trim old audio by itself;
+        # a few seconds cover every frame it is given (audio is committed 0.2 s ahead of them).
+        return LipSyncStream(
+            self.backend, fps=c.fps, batch_size=c.batch, max_latency_s=c.batch_latency_s, max_buffer_s=3.0
+        )
 
 
 def load_lipsync(
@@ -355,6 +359,7 @@ class LipSyncFeed(TranslatedFeed):
                 "lipsync_skipped_late": counts["skipped_late"],
                 "lipsync_without_face": counts["without_face"],
                 "lipsync_too_late": self._pacer.late_renders,
+                "lipsync_overflow": sink.overflow if sink is not None else 0,
                 "render_lag_p95_s": round(float(np.percentile(lags, 95)), 3) if lags else None,
                 "video_dropped": self._pacer.late_frames,
             }
