@@ -21,9 +21,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from audio_checks import dominant_frequency, tone
 from lipsync_fixtures import shared_checkpoint, write_random_checkpoint
 from media_fixtures import face_photo
-from test_server_api import dominant_frequency, loopback_ice, open_room, running_server, tone  # noqa: F401
+from test_server_api import loopback_ice, open_room, running_server  # noqa: F401  (loopback_ice: a fixture)
 
 from rt_f2f.cli import main
 from rt_f2f.errors import ModelMissingError, RtF2fError
