@@ -422,8 +422,13 @@ async def test_firefox_microphone_carries_real_speech(firefox_with_microphone, m
                 slot = bot.slots[bot.roster()["participants"][0]["slot"]]
                 label = "return document.querySelector('#local-video').srcObject.getAudioTracks()[0].label;"
                 assert await page.js(label) == microphone.source
+                # Firefox's audio must be flowing (silence at first) before the speech plays: on a busy machine
+                # the data channel can be up seconds before the first RTP audio reaches the bot
+                await wait_or_explain(bot, lambda: slot.audio_samples_array().size > 0, 20, "Firefox's audio")
                 await microphone.play(speech)
-                await asyncio.sleep(1.0)  # the last words are still on their way
+                # the last words are still on their way: wait until the bot has heard most of the sentence
+                with contextlib.suppress(AssertionError):
+                    await wait_or_explain(bot, lambda: loud_seconds(slot.audio_samples_array()) >= 2.0, 10, "speech")
                 heard = slot.audio_samples_array()
                 text, language, _ = await asyncio.to_thread(transcribe, whisper, heard)
                 print(f"the bot heard {loud_seconds(heard):.1f} s of sound: {text!r}")
