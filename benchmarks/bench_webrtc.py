@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,20 +97,36 @@ def last_sound(times: np.ndarray, samples: np.ndarray) -> float | None:
     return float(times[loud[-1] * FRAME]) if loud.size else None
 
 
+@contextlib.contextmanager
+def loopback_ice(enabled: bool = True) -> Iterator[None]:
+    """ICE gathers 127.0.0.1 alone while the block runs (aioice otherwise skips it); the original comes back after,
+    because the process may go on to make other connections (a test session running the bench does)."""
+    import aioice.ice
+
+    original = aioice.ice.get_host_addresses
+    if enabled:
+        aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    try:
+        yield
+    finally:
+        aioice.ice.get_host_addresses = original
+
+
 async def measure(
     clips: list[str], target: str, loopback: bool, voice_conversion: bool, max_wait: float = 90.0, quiet: float = 2.0
 ) -> Run:
     """Sentences one at a time: each is spoken once the previous one's translation has been heard out."""
+    with loopback_ice(loopback):
+        return await _measure(clips, target, voice_conversion, max_wait, quiet)
+
+
+async def _measure(clips: list[str], target: str, voice_conversion: bool, max_wait: float, quiet: float) -> Run:
     from aiohttp import web
 
     from rt_f2f.server.app import ServerConfig, create_app
     from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient, create_room
     from rt_f2f.server.translate import default_feed_factory, speech_engine_factory
 
-    if loopback:
-        import aioice.ice
-
-        aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
     sentences = load_sentences(clips)
     engines = speech_engine_factory(voice_conversion)
     await asyncio.to_thread(engines("en", target).load)  # models load once, before anyone speaks

@@ -32,7 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_webrtc import EXAMPLE_CLIPS, ON_RMS, add_figures, delay_summary, load_sentences, print_summary
+from benchmarks.bench_webrtc import (
+    EXAMPLE_CLIPS,
+    ON_RMS,
+    add_figures,
+    delay_summary,
+    load_sentences,
+    loopback_ice,
+    print_summary,
+)
 from benchmarks.common import BenchContext, Suite, SuiteResult, skipped
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -191,7 +199,12 @@ async def levels(page, kind: str) -> list[Levels]:
 
 
 async def measure(clips: list[str], target: str, gap_s: float, voice_conversion: bool) -> dict[str, Any]:
-    import aioice.ice
+    # The browsers offer 127.0.0.1 (--allow-loopback-in-peer-connection); aioice skips it unless told.
+    with loopback_ice():
+        return await _measure(clips, target, gap_s, voice_conversion)
+
+
+async def _measure(clips: list[str], target: str, gap_s: float, voice_conversion: bool) -> dict[str, Any]:
     from aiohttp import web
     from playwright.async_api import async_playwright
 
@@ -201,8 +214,6 @@ async def measure(clips: list[str], target: str, gap_s: float, voice_conversion:
 
     if not CHROMIUM.exists():
         raise SystemExit("Debian chromium is not installed: apt-get install -y chromium")
-    # The browsers offer 127.0.0.1 (--allow-loopback-in-peer-connection); aioice skips it unless told.
-    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
     sentences = load_sentences(clips)
     engines = speech_engine_factory(voice_conversion)
     print(f"loading the en->{target} models...", flush=True)

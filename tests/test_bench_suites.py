@@ -177,3 +177,18 @@ def test_browser_bench_finds_each_sentence_onset_and_lays_out_the_microphone_fil
     mic = read_audio(tmp_path / "mic.wav", MIC_RATE)
     frames = Levels.of(mic, MIC_RATE)
     assert frames.onsets() == pytest.approx(starts, abs=0.021)
+
+
+def test_loopback_ice_is_undone_after_the_bench() -> None:
+    """The browser bench runs inside test sessions too: ICE must gather real addresses again afterwards."""
+    import aioice.ice
+
+    from benchmarks.bench_webrtc import loopback_ice
+
+    original = aioice.ice.get_host_addresses
+    with loopback_ice():
+        assert aioice.ice.get_host_addresses() == ["127.0.0.1"]
+    assert aioice.ice.get_host_addresses is original
+    with pytest.raises(RuntimeError), loopback_ice():
+        raise RuntimeError("a failed run")
+    assert aioice.ice.get_host_addresses is original
