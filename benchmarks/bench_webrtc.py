@@ -88,6 +88,17 @@ def onsets(times: np.ndarray, samples: np.ndarray) -> np.ndarray:
     return times[starts * FRAME]
 
 
+def first_heard(found: np.ndarray, mouths: list[float]) -> list[float | None]:
+    """Per sentence, the first sound onset from its mouth time (50 ms early allowed: clock granularity) until the
+    next sentence's; None when nothing was heard in between."""
+    ends = mouths[1:] + [float("inf")]
+    heard: list[float | None] = []
+    for start, end in zip(mouths, ends, strict=True):
+        inside = found[(found >= start - 0.05) & (found < end)]
+        heard.append(float(inside[0]) if inside.size else None)
+    return heard
+
+
 def last_sound(times: np.ndarray, samples: np.ndarray) -> float | None:
     n = samples.size // FRAME
     if n == 0:
@@ -121,9 +132,8 @@ async def measure(
 
 
 async def _measure(clips: list[str], target: str, voice_conversion: bool, max_wait: float, quiet: float) -> Run:
-    from aiohttp import web
 
-    from rt_f2f.server.app import ServerConfig, create_app
+    from rt_f2f.server.app import ServerConfig, create_app, serve_locally
     from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient, create_room
     from rt_f2f.server.translate import default_feed_factory, speech_engine_factory
 
@@ -131,11 +141,7 @@ async def _measure(clips: list[str], target: str, voice_conversion: bool, max_wa
     engines = speech_engine_factory(voice_conversion)
     await asyncio.to_thread(engines("en", target).load)  # models load once, before anyone speaks
     app = create_app(ServerConfig(web_dir=None), default_feed_factory(engines))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    runner, base = await serve_locally(app)
     room = await create_room(base)
     record_s = len(clips) * (max_wait + 15)
     translated = RoomClient(base, room["id"], room["token"], name=target, speak=target, hear=target, slots=2,
@@ -175,14 +181,9 @@ async def _measure(clips: list[str], target: str, voice_conversion: bool, max_wa
             with contextlib.suppress(TimeoutError):
                 await translated.wait_for(heard_out, max_wait, poll=0.25)
         heard: dict[str, list[float | None]] = {}
-        ends = mouth[1:] + [time.monotonic()]
         for name, listener in (("translated", translated), ("passthrough", direct)):
             rec = listener.slots[listener.slot_of(sid)]
-            found = onsets(rec.audio_times(), rec.audio_samples_array())
-            heard[name] = []
-            for start, end in zip(mouth, ends, strict=True):
-                inside = found[(found >= start - 0.05) & (found < end)]
-                heard[name].append(float(inside[0]) if inside.size else None)
+            heard[name] = first_heard(onsets(rec.audio_times(), rec.audio_samples_array()), mouth)
         stats = [m for m in translated.messages if m["type"] == "stats"]
         state = engine_state()
         return Run(
@@ -202,9 +203,6 @@ async def _measure(clips: list[str], target: str, voice_conversion: bool, max_wa
 
 
 def summarise(run: Run) -> dict[str, Any]:
-    def delays(name: str) -> list[float]:
-        return [h - m for h, m in zip(run.heard[name], run.mouth, strict=True) if h is not None]
-
     out: dict[str, Any] = {
         "sentences": [s.clip for s in run.sentences],
         "engine": {"state": run.engine_state, "detail": run.engine_detail},

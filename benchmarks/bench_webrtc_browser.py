@@ -37,6 +37,7 @@ from benchmarks.bench_webrtc import (
     ON_RMS,
     add_figures,
     delay_summary,
+    first_heard,
     load_sentences,
     loopback_ice,
     print_summary,
@@ -205,10 +206,9 @@ async def measure(clips: list[str], target: str, gap_s: float, voice_conversion:
 
 
 async def _measure(clips: list[str], target: str, gap_s: float, voice_conversion: bool) -> dict[str, Any]:
-    from aiohttp import web
     from playwright.async_api import async_playwright
 
-    from rt_f2f.server.app import ServerConfig, create_app
+    from rt_f2f.server.app import ServerConfig, create_app, serve_locally
     from rt_f2f.server.client import create_room
     from rt_f2f.server.translate import default_feed_factory, speech_engine_factory
 
@@ -219,11 +219,7 @@ async def _measure(clips: list[str], target: str, gap_s: float, voice_conversion
     print(f"loading the en->{target} models...", flush=True)
     await asyncio.to_thread(engines("en", target).load)  # once, before anyone speaks (the server shares them)
     app = create_app(ServerConfig(), default_feed_factory(engines))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    runner, base = await serve_locally(app)
     with tempfile.TemporaryDirectory() as tmp:
         speech_mic, silent_mic = Path(tmp) / "speech.wav", Path(tmp) / "silence.wav"
         starts = speaker_wav(speech_mic, [s.audio for s in sentences], 16000, gap_s)
@@ -267,14 +263,10 @@ async def _measure(clips: list[str], target: str, gap_s: float, voice_conversion
         "engine_status": [f"{m['state']} {m.get('detail', '')}".strip() for m in said if m["type"] == "status"],
         "server_stats": stats,
     }
-    ends = mouths[1:] + [float("inf")]
     for name, tracks in heard.items():
         found = np.sort(np.concatenate([t.onsets() for t in tracks])) if tracks else np.zeros(0)
-        delays: list[float | None] = []
-        for start, end in zip(mouths, ends, strict=True):
-            inside = found[(found >= start - 0.05) & (found < end)]
-            delays.append(float(inside[0] - start) if inside.size else None)
-        out[name] = delay_summary(delays)
+        times = first_heard(found, mouths)
+        out[name] = delay_summary([None if t is None else t - m for t, m in zip(times, mouths, strict=True)])
     return out
 
 

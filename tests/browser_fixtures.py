@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from rt_f2f.server.app import ServerConfig, create_app
+from rt_f2f.server.app import ServerConfig, create_app, serve_locally
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "en_sample.wav"  # LibriVox English speech, 11.6 s
@@ -34,12 +34,9 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
 async def served(feed_factory=None, config: ServerConfig | None = None) -> AsyncIterator[tuple[web.Application, str]]:
     """The call server on a free loopback port: (app, base URL); it stops when the block ends."""
     app = create_app(config or ServerConfig(), feed_factory)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner, base = await serve_locally(app)
     try:
-        yield app, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        yield app, base
     finally:
         await runner.cleanup()
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from rt_f2f.audio import StreamingResampler
 from rt_f2f.errors import RtF2fError
 from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
-from rt_f2f.server.app import REGISTRY, ServerConfig, create_app
+from rt_f2f.server.app import REGISTRY, ServerConfig, create_app, serve_locally
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
 from rt_f2f.server.errors import ApiError
 from rt_f2f.server.limits import Limits, MediaSettings, TokenBucket
@@ -54,13 +54,9 @@ async def running_server(
     config: ServerConfig | None = None, feed_factory=None
 ) -> AsyncIterator[tuple[web.Application, str]]:
     app = create_app(config or ServerConfig(web_dir=None), feed_factory)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, base = await serve_locally(app)
     try:
-        yield app, f"http://127.0.0.1:{port}"
+        yield app, base
     finally:
         await runner.cleanup()
 

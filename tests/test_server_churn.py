@@ -23,10 +23,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import numpy as np
 import pytest
-from aiohttp import web
 
 from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
-from rt_f2f.server.app import REGISTRY, ServerConfig, create_app
+from rt_f2f.server.app import REGISTRY, ServerConfig, create_app, serve_locally
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
 from rt_f2f.server.limits import Limits
 from rt_f2f.server.translate import default_feed_factory
@@ -93,11 +92,7 @@ async def churn() -> None:
     limits = Limits(max_participants=WAVE + 1, idle_timeout_s=3.0, connect_timeout_s=5.0)
     config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
     app = create_app(config, default_feed_factory(lambda source, target: EchoEngine()))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    runner, base = await serve_locally(app)
     registry = app[REGISTRY]
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{base}/api/rooms", json={}) as r:

@@ -106,6 +106,16 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await registry.close()
 
 
+async def serve_locally(app: web.Application, host: str = "127.0.0.1") -> tuple[web.AppRunner, str]:
+    """Serve ``app`` from this process on a free port (benchmarks and tests that run clients beside the server):
+    the runner (``await runner.cleanup()`` stops it) and the base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    return runner, f"http://{host}:{site._server.sockets[0].getsockname()[1]}"
+
+
 @web.middleware
 async def _errors_as_json(request: web.Request, handler) -> web.StreamResponse:
     try:
