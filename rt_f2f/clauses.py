@@ -4,6 +4,13 @@ Translating word by word gives nonsense and waiting for whole sentences adds sec
 cut where a translator can start: at sentence or clause punctuation, at a comma once the clause has a few words,
 at a pause in the speech, or at a length cap. The end of a speech segment flushes what is left. Abbreviations
 ("Mr.", "e.g.") are not sentence ends, or "Mr. Dashwood" would be translated as two clauses.
+
+A clause's ear-voice span can never be shorter than the time its speaker takes to say it, so the live default cuts
+phrases, not sentences: at most ``max_words`` (6) words, as interpreters chunk. A cap that lands mid-phrase moves
+back to the nearest word that starts a phrase (a conjunction, a relative pronoun, a preposition: "and", "that",
+"which", "is"; failing those a preposition, per language), so "unless to be rather cold-hearted and rather selfish" goes out as "unless to be
+rather cold-hearted" + "and rather selfish" rather than "... cold-hearted and" + "rather selfish".
+``ClauseConfig.sentences()`` is the earlier sentence-level policy (better translations, seconds more delay).
 """
 
 from __future__ import annotations
@@ -19,22 +26,62 @@ from .frames import Clause, ControlEvent, ControlKind, Transcript, Word, join_wo
 from .stage import Stage
 
 _STRONG = re.compile(r"[.!?;:…。！？；：][\"'”’)\]]*$")
+_NON_WORD = re.compile(r"[^\w'-]+")
 _COMMA = re.compile(r"[,，、][\"'”’)\]]*$")
 # titles and Latin abbreviations that sit inside sentences (not "etc." or "a.m.", which often end one)
 ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st mt vs e.g i.e cf approx fig vol sra srta dra z.b d.h bzw".split())
 
 
+# Words that start a phrase, per language, in two tiers: conjunctions, relative pronouns and copulas begin a new
+# clause-like unit; prepositions only a smaller one. A cap moves back to the last strong start, else the last weak one.
+PHRASE_STARTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    lang: (frozenset(strong.split()), frozenset(weak.split()))
+    for lang, strong, weak in (
+        (
+            "en",
+            "and or but nor so yet unless because although though while whereas if when whenever where whether that "
+            "which who whom whose than is was are were",
+            "to for of in on at with without from into about after before since until as",
+        ),
+        (
+            "pt",
+            "e ou mas porque embora enquanto se quando onde que qual quem é era são foram",
+            "para por de em com sem",
+        ),
+        (
+            "es",
+            "y o pero porque aunque mientras si cuando donde que cual quien es era son fueron",
+            "para por de en con sin",
+        ),
+        (
+            "fr",
+            "et ou mais car parce si quand lorsque où que qui dont est était sont",
+            "pour par de dans sur avec sans",
+        ),
+        ("de", "und oder aber denn weil obwohl während wenn als wo dass ob ist war sind", "um für von in mit ohne"),
+        ("it", "e o ma perché sebbene mentre se quando dove che quale chi è era sono", "per da di in con senza"),
+    )
+}
+
+
 @dataclass(frozen=True)
 class ClauseConfig:
-    comma_min_words: int = 4  # a comma ends a clause only once it holds this many words
-    pause_s: float = 0.5  # a silence this long between words ends a clause
-    max_words: int = 14  # no clause grows past this
+    comma_min_words: int = 3  # a comma ends a clause only once it holds this many words
+    pause_s: float = 0.35  # a silence this long between words ends a clause
+    max_words: int = 6  # no clause grows past this
+    min_words: int = 2  # a cap never leaves a clause shorter than this when it moves back to a phrase start
 
     def __post_init__(self) -> None:
-        if self.max_words < 1 or self.comma_min_words < 1 or self.pause_s <= 0:
+        if self.max_words < 1 or self.comma_min_words < 1 or self.pause_s <= 0 or self.min_words < 1:
             raise RtF2fError(
-                f"invalid clause settings {self}", "max_words and comma_min_words must be >= 1 and pause_s > 0"
+                f"invalid clause settings {self}",
+                "max_words, min_words and comma_min_words must be >= 1 and pause_s > 0",
             )
+
+    @classmethod
+    def sentences(cls) -> ClauseConfig:
+        """The sentence-level policy rt-f2f used before phrase chunking: whole clauses of up to 14 words."""
+        return cls(comma_min_words=4, pause_s=0.5, max_words=14, min_words=14)
 
 
 def _is_abbreviation(text: str) -> bool:
@@ -63,10 +110,12 @@ class ClauseSegmenter:
     def pending(self) -> tuple[Word, ...]:
         return tuple(self._pending)
 
-    def _cut(self) -> list[Clause]:
-        if not self._pending:
+    def _cut(self, keep: int = 0) -> list[Clause]:
+        """Send the pending words out as one clause, except the last ``keep``, which start the next one."""
+        if len(self._pending) <= keep:
             return []
-        words, self._pending = tuple(self._pending), []
+        split = len(self._pending) - keep
+        words, self._pending = tuple(self._pending[:split]), self._pending[split:]
         clause = Clause(join_words(words), words, self._language, self._next_id)
         self._next_id += 1
         return [clause]
@@ -80,9 +129,22 @@ class ClauseSegmenter:
             if self._pending and word.start - self._pending[-1].end >= self.config.pause_s:
                 out += self._cut()
             self._pending.append(word)
-            if ends_clause(word, len(self._pending), self.config) or len(self._pending) >= self.config.max_words:
+            if ends_clause(word, len(self._pending), self.config):
                 out += self._cut()
+            elif len(self._pending) >= self.config.max_words:
+                out += self._cut(keep=self._phrase_tail())
         return out
+
+    def _phrase_tail(self) -> int:
+        """How many of the last pending words to carry into the next clause at a cap: from the last word that starts
+        a phrase, if it leaves at least ``min_words`` behind; else none."""
+        tiers = PHRASE_STARTS.get(self._language.split("-")[0].lower(), ())
+        tokens = [_NON_WORD.sub("", w.text.lower()) for w in self._pending]
+        for starts in tiers:
+            for i in range(len(tokens) - 1, self.config.min_words - 1, -1):
+                if tokens[i] in starts:
+                    return len(tokens) - i
+        return 0
 
     def flush(self) -> list[Clause]:
         return self._cut()

@@ -39,6 +39,7 @@ VIRTUAL_STEP = 0.02
 class FaceToFaceConfig:
     delay: float = 2.0
     max_delay: float = 4.0
+    drop_after: float | None = None  # explicit live policy: drop clauses later than this (None: keep every clause)
     fps: float = 25.0
     realtime: bool = False
     lipsync_batch: int = 8
@@ -90,6 +91,7 @@ def build_scheduler(
         SchedulerConfig(
             delay=config.delay,
             max_delay=config.max_delay,
+            drop_after=config.drop_after,
             sample_rate=sample_rate,
             fps=config.fps,
             lead=lead,

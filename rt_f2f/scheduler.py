@@ -4,10 +4,14 @@ The output clock runs ``delay`` (D) seconds behind the input clock: the face cap
 translated speech is placed as early as its source words allow, ``start = max(source start + D, end of the speech
 before it, what is already committed)``. Stages upstream are slow and bursty, so speech can queue up; delay must not
 creep (aiortc's decoded-frame queue is unbounded, which is how calls end up seconds behind). When the queue would
-push speech past ``max_delay`` (D_max) the scheduler first plays it faster (pitch-preserving WSOLA, at most
-``max_rate``), then drops whole clauses that have not started yet, oldest first: in a live conversation the newest
-words matter most, and a clause is never cut once it is playing. Lateness is never hidden behind made-up silence;
-every placement, compression, drop, late start and underrun is recorded as a ``SchedulerDecision``.
+push speech past ``max_delay`` (D_max) the scheduler plays it faster (pitch-preserving WSOLA, at most
+``max_rate``; the TTS upstream already speaks faster when the listener falls behind, which sounds better). Nothing
+said is lost by default: speech that would pass D_max even at ``max_rate`` is still played, as early as it can be,
+and recorded as ``OVER_BOUND``; the delay then comes back down as the compression catches up. Dropping is an explicit
+live policy: with ``drop_after`` set (a bound the user chose, at least D_max), whole clauses that have not started and
+would pass it are dropped, oldest first (in a live conversation the newest words matter most), and a clause is never
+cut once it is playing. Lateness is never hidden behind made-up silence; every placement, compression, overrun,
+drop, late start and underrun is recorded as a ``SchedulerDecision``.
 
 Time is virtual: callers pass the wall time of each arrival and of each ``pull``, so the core is a plain
 synchronous object that tests drive without sleeping. ``RealtimeScheduler`` paces it on a monotonic clock.
@@ -56,6 +60,7 @@ MOVE_LATE_LIMIT = 0.080
 class DecisionKind(StrEnum):
     PLACE = "place"  # a clause started playing
     COMPRESS = "compress"  # a clause is played faster than real time
+    OVER_BOUND = "over_bound"  # a clause will pass max_delay even at max_rate: kept, played late
     DROP = "drop"  # a whole clause is not played
     LATE = "late"  # a clause started after source start + D
     UNDERRUN = "underrun"  # a playing clause ran out of audio (the stage behind it is slower than real time)
@@ -77,7 +82,8 @@ class SchedulerDecision:
 @dataclass(frozen=True)
 class SchedulerConfig:
     delay: float = 2.0  # D: output clock = input clock + D
-    max_delay: float = 4.0  # D_max: placed speech never starts (or ends) later than this after its source
+    max_delay: float = 4.0  # D_max: speech is compressed to start (and end) within this after its source
+    drop_after: float | None = None  # explicit live policy: drop clauses that would pass this bound (None: keep all)
     sample_rate: int = 48000  # output audio rate
     fps: float = 25.0  # output video rate
     max_rate: float = 1.25  # most speech is ever sped up
@@ -107,6 +113,11 @@ class SchedulerConfig:
             raise bad(f"delay {self.delay} s must be positive", "the target delay is usually about 2 s")
         if self.max_delay < self.delay:
             raise bad(f"max_delay {self.max_delay} s is below delay {self.delay} s", "set max_delay >= delay")
+        if self.drop_after is not None and not (math.isfinite(self.drop_after) and self.drop_after >= self.max_delay):
+            raise bad(
+                f"drop_after {self.drop_after} s is below max_delay {self.max_delay} s",
+                "set drop_after >= max_delay, or leave it unset to keep every clause",
+            )
         if not 8000 <= self.sample_rate <= 192000:
             raise bad(f"sample_rate {self.sample_rate} Hz is out of range", "use 16000, 24000 or 48000")
         if not 1 <= self.fps <= 120:
@@ -216,6 +227,7 @@ class SchedulerMetrics:
         return {
             "clauses_placed": len(self.clauses),
             "clauses_dropped": self.count(DecisionKind.DROP),
+            "clauses_over_bound": len({d.clause_id for d in self.decisions if d.kind == DecisionKind.OVER_BOUND}),
             "clauses_compressed": len({d.clause_id for d in self.decisions if d.kind == DecisionKind.COMPRESS}),
             "clauses_late": self.count(DecisionKind.LATE),
             "underruns": self.count(DecisionKind.UNDERRUN),
@@ -261,6 +273,7 @@ class _Clause:
     rate: float = 1.0  # highest rate applied
     not_before_n: int = 0  # the output already committed when its first chunk arrived: it cannot start earlier
     underrunning: bool = False
+    over_bound: bool = False  # recorded as passing max_delay (kept)
 
 
 def _span(chunk: SpeechChunk) -> tuple[float, float]:
@@ -542,16 +555,18 @@ class AVScheduler:
     def _earliest_n(self, clause: _Clause) -> int:
         return max(int(round((clause.source_start + self.config.delay) * self._sr)), clause.not_before_n)
 
-    def _violation(self, clause: _Clause, start: float, end: float) -> str | None:
-        bound = self.config.max_delay * self._sr
+    def _violation(self, clause: _Clause, start: float, end: float, limit: float | None = None) -> str | None:
+        limit = self.config.max_delay if limit is None else limit
+        bound = limit * self._sr
         if start - clause.source_start * self._sr > bound + 1e-6:
-            return f"would start {(start / self._sr - clause.source_start):.2f} s after its source (bound {self.config.max_delay} s)"
+            return f"would start {(start / self._sr - clause.source_start):.2f} s after its source (bound {limit} s)"
         if end - clause.source_end * self._sr > bound + 1e-6:
-            return f"would end {(end / self._sr - clause.source_end):.2f} s after its source (bound {self.config.max_delay} s)"
+            return f"would end {(end / self._sr - clause.source_end):.2f} s after its source (bound {limit} s)"
         return None
 
-    def _check(self, cursor: int, rate: float) -> tuple[_Clause, str] | None:
-        """First not-started clause that breaks the bound when all speech from now on plays at ``rate``."""
+    def _check(self, cursor: int, rate: float, limit: float | None = None) -> tuple[_Clause, str] | None:
+        """First not-started clause that breaks the bound (``limit``, default max_delay) when all speech from now on
+        plays at ``rate``."""
         t = float(cursor)
         for clause in self._queue:
             if clause.started:
@@ -559,14 +574,16 @@ class AVScheduler:
                 continue
             start = max(float(self._earliest_n(clause)), t)
             end = start + self._duration_n(clause, rate)
-            reason = self._violation(clause, start, end)
+            reason = self._violation(clause, start, end, limit)
             if reason is not None:
                 return clause, reason
             t = end
         return None
 
     def _plan(self, cursor: int) -> None:
-        """Pick the lowest rate that keeps every waiting clause within the bound; if none, drop and retry."""
+        """Pick the lowest rate that keeps every waiting clause within max_delay. If none does, play at max_rate
+        and keep the late clauses (recorded as over the bound), or, under an explicit ``drop_after`` policy, drop
+        the clauses that would pass that bound and retry."""
         cfg = self.config
         while True:
             if self._check(cursor, 1.0) is None:
@@ -580,6 +597,13 @@ class AVScheduler:
                     lo, hi = (lo, mid) if self._check(cursor, mid) is None else (mid, hi)
                 self._rate = hi
                 return
+            self._rate = cfg.max_rate
+            if cfg.drop_after is not None:
+                failure = self._check(cursor, cfg.max_rate, cfg.drop_after) or self._note_over(failure)
+            else:
+                failure = self._note_over(failure)
+            if failure is None:
+                return
             culprit, reason = failure
             if self._fails_alone(culprit, cursor):
                 self._drop(culprit, f"{reason} even at {cfg.max_rate}x with nothing queued before it")
@@ -588,6 +612,15 @@ class AVScheduler:
                 why = f"clause {culprit.clause_id} {reason} at {cfg.max_rate}x: dropping the oldest waiting clause"
                 self._drop(oldest, why)
 
+    def _note_over(self, failure: tuple[_Clause, str]) -> tuple[_Clause, str] | None:
+        """A clause will pass max_delay even at max_rate and is kept: record it once (and nothing to drop)."""
+        clause, reason = failure
+        if not clause.over_bound:
+            clause.over_bound = True
+            why = f"{reason} at {self.config.max_rate}x: kept, played late"
+            self._decide(DecisionKind.OVER_BOUND, clause, self.config.max_rate, why)
+        return None
+
     def _fails_alone(self, clause: _Clause, cursor: int) -> bool:
         rate = self.config.max_rate
         t = float(cursor)
@@ -595,7 +628,8 @@ class AVScheduler:
         if playing is not None:
             t = max(t, self._end_n(playing, rate))
         start = max(float(self._earliest_n(clause)), t)
-        return self._violation(clause, start, start + self._duration_n(clause, rate)) is not None
+        end = start + self._duration_n(clause, rate)
+        return self._violation(clause, start, end, self.config.drop_after) is not None
 
     def _drop(self, clause: _Clause, reason: str) -> None:
         self._queue.remove(clause)

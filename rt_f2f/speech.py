@@ -20,9 +20,11 @@ import numpy as np
 from . import languages
 from .asr.window import STREAMING_WINDOW, EncoderWindow
 from .audio import atomic_output, read_audio, resample, write_json, write_wav
-from .errors import LanguageError, MediaError
+from .clauses import ClauseConfig
+from .errors import LanguageError, MediaError, RtF2fError
 from .frames import AudioChunk, Caption, Clause, SpeechChunk, Transcript, Translation, join_words
 from .stage import LatencyLog, Pipeline, Stage
+from .waterfall import ClauseWaterfall, WaterfallRecorder, stage_shares
 
 INPUT_RATE = 16000
 CHUNK_SECONDS = 0.05
@@ -39,10 +41,25 @@ class SpeechConfig:
     vad_aggressiveness: int = 2
     asr_beam_size: int = 1
     asr_window: EncoderWindow = STREAMING_WINDOW  # Whisper's input per step; FULL_WINDOW pads to 30 s as before
+    asr_policy: str = "alignatt"  # when heard words are final: "alignatt" (one pass) or "local-agreement" (two)
+    asr_step_s: float = 1.0  # new audio between two ASR steps
+    clauses: ClauseConfig = field(default_factory=ClauseConfig)
+    tts_max_speed: float = 1.3  # the TTS speaks up to this much faster while the listener is behind (1: never)
+    tts_first_phrase_words: int | None = 4  # slow voices cut a clause's first phrase after this many words
     queue_size: int = 32
 
     def __post_init__(self) -> None:
         source, target = (languages.validate(code) for code in (self.source, self.target))
+        from .asr.policy import POLICIES
+
+        if self.asr_policy not in POLICIES:
+            raise RtF2fError(
+                f"unknown ASR commit policy '{self.asr_policy}'", f"choose one of {', '.join(sorted(POLICIES))}"
+            )
+        if not 1.0 <= self.tts_max_speed <= 2.0:
+            raise RtF2fError(f"TTS max speed {self.tts_max_speed} is out of range", "use 1.0 (never) to 1.5")
+        if not 0.2 <= self.asr_step_s <= 5.0:
+            raise RtF2fError(f"ASR step {self.asr_step_s} s is out of range", "use 0.5 to 2 seconds")
         if source == target:
             raise LanguageError(
                 f"source and target are both '{source}'",
@@ -83,16 +100,19 @@ class SpeechEngine:
         self.models = models
         self.log = LatencyLog()
         self.vc: Any | None = None  # the voice-conversion stage, fed the speaker's audio for live enrolment
+        self.waterfall = WaterfallRecorder()
+        self.origin = time.perf_counter()  # perf_counter of session time 0 (the caller sets it when input starts)
 
     def load(self) -> None:
         if self.models is None:
             self.models = load_models(self.config)
 
     def stages(self) -> list[Stage]:
-        from .asr.policy import ASRStage
+        from .asr.policy import POLICIES, ASRStage
         from .clauses import ClauseStage
         from .mt import MTStage
         from .tts import TTSStage
+        from .tts.select import SpeakingPace
         from .vad import VADConfig, VADStage
 
         self.load()
@@ -104,10 +124,17 @@ class SpeechEngine:
                 language=self.config.source,
                 beam_size=self.config.asr_beam_size,
                 window=self.config.asr_window,
+                policy=lambda transcribe: POLICIES[self.config.asr_policy](
+                    transcribe, min_chunk_s=self.config.asr_step_s
+                ),
             ),
-            ClauseStage(),
+            ClauseStage(self.config.clauses),
             MTStage(m.translator),
-            TTSStage(m.synthesizer),
+            TTSStage(
+                m.synthesizer,
+                pace=SpeakingPace(max_speed=self.config.tts_max_speed) if self.config.tts_max_speed > 1 else None,
+                first_phrase_words=self.config.tts_first_phrase_words,
+            ),
         ]
         if self.config.voice_conversion:
             from .voice import VCStage
@@ -122,6 +149,7 @@ class SpeechEngine:
         done = object()
 
         def tap(stage: str, frame: Any) -> None:
+            self.waterfall.observe(stage, frame, time.perf_counter() - self.origin)
             for caption in captions_for(frame):
                 if out.full() and not caption.final:
                     return  # a slow reader loses partial captions, never final ones or speech
@@ -218,6 +246,7 @@ class SpeechRun:
     realtime: bool
     source_captions: list[Caption] = field(default_factory=list)
     voice: dict[str, Any] = field(default_factory=dict)
+    waterfall: list[ClauseWaterfall] = field(default_factory=list)
 
 
 def place(records: list[ClauseRecord], realtime: bool) -> None:
@@ -245,8 +274,8 @@ async def translate_recording(
     records: dict[int, ClauseRecord] = {}
     audio: dict[int, list[np.ndarray]] = {}
     source_captions: list[Caption] = []
-    t0 = time.perf_counter()
-    async for item in engine.run(file_chunks(samples, INPUT_RATE, realtime)):
+    t0 = engine.origin = time.perf_counter()
+    async for item in engine.run(file_chunks(samples, INPUT_RATE, realtime, t0=t0)):
         now = time.perf_counter() - t0
         if isinstance(item, Caption):
             if item.kind == "source" and item.final:
@@ -273,6 +302,8 @@ async def translate_recording(
     for rec in ordered:
         rec.output_end = sum(c.size for c in audio[rec.clause_id]) / out_rate  # duration, until place() runs
     place(ordered, realtime)
+    for rec in ordered:
+        engine.waterfall.placed(rec.clause_id, rec.output_start)
     total = max((r.output_end for r in ordered), default=0.0)
     timeline = np.zeros(int(np.ceil(total * out_rate)) + 1, np.float32)
     for rec in ordered:
@@ -282,7 +313,7 @@ async def translate_recording(
     voice = voice_summary(engine)
     return SpeechRun(
         np.clip(timeline, -1, 1), out_rate, ordered, engine.log, samples.size / INPUT_RATE, wall, realtime,
-        source_captions, voice,
+        source_captions, voice, engine.waterfall.rows(),
     )  # fmt: skip
 
 
@@ -336,6 +367,13 @@ def build_report(run: SpeechRun, config: SpeechConfig, input_path: str) -> dict[
             "note": "live: translated audio start minus the end of the clause's first source word"
             if run.realtime
             else "computation-unaware: clauses placed at their source time; use --realtime for live figures",
+        },
+        "waterfall": {
+            "clauses": [row.to_json() for row in run.waterfall],
+            "stage_share": stage_shares(run.waterfall),
+            "note": "seconds on the session clock; each interval is one stage's share of the ear-voice span"
+            if run.realtime
+            else "computation-unaware run: stage times are wall times of a run faster than real time",
         },
         "latency": summary,
         "real_time_factor": {stage: s["compute_total_s"] / run.duration for stage, s in summary.items()},

@@ -156,6 +156,11 @@ def _load_lipsync(args: argparse.Namespace, fps: float) -> tuple[Any | None, dic
 def run(args: argparse.Namespace) -> int:
     from .video import VideoWriter, probe_video, read_frames
 
+    if args.drop_after is not None and not args.realtime:
+        raise MediaError(
+            "--drop-after is a live policy: a recorded file never loses speech",
+            "add --realtime to simulate a live session, or leave --drop-after out",
+        )
     config = SpeechConfig(source=args.source, target=args.target, mt_model=args.mt_model, tts_backend=args.tts)
     info = probe_video(args.input)
     if info.is_image:
@@ -169,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
     engine = SpeechEngine(config)
     pipeline = FaceToFace(
         engine,
-        FaceToFaceConfig(delay=args.delay, max_delay=args.max_delay, fps=info.fps, realtime=args.realtime,
-                         lipsync_batch=args.lipsync_batch),
+        FaceToFaceConfig(delay=args.delay, max_delay=args.max_delay, drop_after=args.drop_after, fps=info.fps,
+                         realtime=args.realtime, lipsync_batch=args.lipsync_batch),
     lipsync)  # fmt: skip
     out = Path(args.outfile)
     print(f"translating {args.input} ({info.duration:.1f} s, {config.source} -> {config.target}) ...", file=sys.stderr)
@@ -205,7 +210,21 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", help="lip-sync backend (default: fastest available)")
     p.add_argument("--lipsync-batch", type=int, default=8, help="frames per generator call")
     p.add_argument("--delay", type=float, default=2.0, help="target delay D in seconds (default 2.0)")
-    p.add_argument("--max-delay", type=float, default=4.0, help="bound D_max in seconds (default 4.0)")
+    p.add_argument(
+        "--max-delay",
+        type=float,
+        default=4.0,
+        help="D_max in seconds (default 4.0): speech later than this is played faster (up to 1.25x); nothing is "
+        "dropped, the output is extended instead (the last frame held) so every sentence is heard",
+    )
+    p.add_argument(
+        "--drop-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="live policy (with --realtime only): drop a clause whose speech would start more than S seconds after "
+        "its source (S >= --max-delay); every drop is reported. Default: keep every clause",
+    )
     p.add_argument("--report", help="JSON report: ear-voice span, delay over time, A/V offset, decisions")
     p.add_argument("--realtime", action="store_true", help="pace the input at real time")
     p.add_argument("--mt-model", default=None, help="MT model name or CTranslate2 folder")

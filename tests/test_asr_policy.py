@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rt_f2f.asr import word_error_rate
 from rt_f2f.asr.policy import (
+    AlignAttPolicy,
     ASRStage,
     FixedChunkPolicy,
     LocalAgreementPolicy,
@@ -64,9 +65,17 @@ class Checker:
 _vocab = st.sampled_from(["the", "a", "man", "young", "was", "not", "ill", "disposed", "he", "."])
 
 
-@settings(max_examples=150, deadline=None)
+# AlignAtt's margin is wider than the last second the synthetic recogniser is unsure of (plus its time jitter)
+POLICY_MAKERS = {
+    "local-agreement": LocalAgreementPolicy,
+    "alignatt": lambda transcribe, **kw: AlignAttPolicy(transcribe, margin_s=1.05, **kw),
+}
+
+
+@pytest.mark.parametrize("make", POLICY_MAKERS.values(), ids=POLICY_MAKERS.keys())
+@settings(max_examples=100, deadline=None)
 @given(data=st.data(), min_chunk=st.floats(0.2, 1.5), chunk=st.floats(0.1, 1.0), cap=st.floats(2.0, 6.0))
-def test_any_hypotheses_keep_commits_stable_and_single(data, min_chunk: float, chunk: float, cap: float) -> None:
+def test_any_hypotheses_keep_commits_stable_and_single(make, data, min_chunk: float, chunk: float, cap: float):
     """Whatever the recogniser says, commits only grow, each word is reported once, and prompts are commits."""
     checker: Checker
 
@@ -77,7 +86,7 @@ def test_any_hypotheses_keep_commits_stable_and_single(data, min_chunk: float, c
         times = sorted(data.draw(st.lists(st.floats(offset, end), min_size=2 * n, max_size=2 * n)))
         return [Word(" " + data.draw(_vocab), times[2 * i], times[2 * i + 1]) for i in range(n)]
 
-    policy = LocalAgreementPolicy(transcribe, min_chunk_s=min_chunk, buffer_cap_s=cap, sample_rate=RATE)
+    policy = make(transcribe, min_chunk_s=min_chunk, buffer_cap_s=cap, sample_rate=RATE)
     checker = Checker(policy)
     for pts in (0.0, 30.0):
         checker.segment(pts, data.draw(st.floats(0.0, 12.0)), chunk)
@@ -92,7 +101,8 @@ def _truth(spec: list[tuple[float, float, bool]]) -> list[Word]:
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@pytest.mark.parametrize("make", POLICY_MAKERS.values(), ids=POLICY_MAKERS.keys())
+@settings(max_examples=100, deadline=None)
 @given(
     data=st.data(),
     spec=st.lists(st.tuples(st.floats(0.0, 0.4), st.floats(0.12, 0.5), st.booleans()), min_size=1, max_size=70),
@@ -100,7 +110,7 @@ def _truth(spec: list[tuple[float, float, bool]]) -> list[Word]:
     chunk=st.floats(0.1, 1.0),
     cap=st.floats(3.0, 15.0),
 )
-def test_a_recogniser_unsure_only_of_its_last_second_is_transcribed_exactly(data, spec, min_chunk, chunk, cap):
+def test_a_recogniser_unsure_only_of_its_last_second_is_transcribed_exactly(make, data, spec, min_chunk, chunk, cap):
     """Hypotheses are right except in their last second (wrong, missing or extra words, jittered times): the
     committed words are exactly the spoken ones, each once, in order, however the buffer is cut."""
     truth = _truth(spec)
@@ -128,9 +138,31 @@ def test_a_recogniser_unsure_only_of_its_last_second_is_transcribed_exactly(data
             out.append(Word(f" extra{calls[0]}", max(offset, end - 0.2), end))
         return out
 
-    policy = LocalAgreementPolicy(transcribe, min_chunk_s=min_chunk, buffer_cap_s=cap, sample_rate=RATE)
+    policy = make(transcribe, min_chunk_s=min_chunk, buffer_cap_s=cap, sample_rate=RATE)
     committed = Checker(policy).segment(0.0, duration, chunk)
     assert [normalise(w.text) for w in committed] == [normalise(w.text) for w in truth]
+
+
+def test_alignatt_commits_in_one_pass_the_words_behind_the_margin() -> None:
+    hyp = [Word(" he", 0.0, 0.2), Word(" was", 0.2, 0.4), Word(" nut", 0.4, 0.6), Word(" an", 0.6, 0.7)]
+    policy = AlignAttPolicy(lambda audio, offset, prompt: hyp, margin_s=0.35, min_chunk_s=0.5, sample_rate=RATE)
+    policy.start_segment(0.0)
+    policy.push(np.zeros(RATE, np.float32))  # 1.0 s heard: words ending by 0.65 s are stable
+    update = policy.step()
+    assert [w.text for w in update.committed] == [" he", " was", " nut"]  # one pass, no second hypothesis needed
+    assert [w.text for w in update.partial] == [" an"]
+    assert [w.text for w in policy.finish().committed] == [" an"]
+    with pytest.raises(ValueError):
+        AlignAttPolicy(lambda *a: [], margin_s=-1)
+
+
+def test_alignatt_keeps_the_prefix_property() -> None:
+    """A word behind the margin after an unstable one waits: commits are always a prefix of the hypothesis."""
+    hyp = [Word(" he", 0.0, 0.2), Word(" mumbled", 0.2, 0.95), Word(" was", 0.3, 0.4)]  # odd times: trust order
+    policy = AlignAttPolicy(lambda audio, offset, prompt: hyp, margin_s=0.3, sample_rate=RATE)
+    policy.start_segment(0.0)
+    policy.push(np.zeros(RATE, np.float32))
+    assert [w.text for w in policy.step().committed] == [" he"]
 
 
 def test_agreement_commits_only_what_two_hypotheses_share() -> None:

@@ -41,7 +41,7 @@ def test_a_comma_cuts_only_after_enough_words() -> None:
 
 
 def test_titles_are_not_sentence_ends() -> None:
-    seg = ClauseSegmenter()
+    seg = ClauseSegmenter(ClauseConfig.sentences())
     out = seg.push(words("And Mr. John Dashwood had then leisure."), "en")
     assert texts(out) == ["And Mr. John Dashwood had then leisure."]
 
@@ -61,6 +61,31 @@ def test_max_words_caps_a_clause() -> None:
     seg = ClauseSegmenter(ClauseConfig(max_words=3))
     out = seg.push(words("one two three four five six seven"), "en") + seg.flush()
     assert texts(out) == ["one two three", "four five six", "seven"]
+
+
+def test_a_cap_moves_back_to_the_word_that_starts_a_phrase() -> None:
+    seg = ClauseSegmenter()  # the live default: phrases of at most 6 words
+    ws = words("unless to be rather cold-hearted and rather selfish is to be ill-disposed.")
+    out = seg.push(ws, "en") + seg.flush()
+    assert texts(out) == ["unless to be rather cold-hearted", "and rather selfish", "is to be ill-disposed."]
+    assert [c.words for c in out] == [tuple(ws[:5]), tuple(ws[5:8]), tuple(ws[8:])]
+
+
+def test_a_cap_without_a_phrase_start_cuts_at_the_cap_and_never_below_min_words() -> None:
+    seg = ClauseSegmenter(ClauseConfig(max_words=4, min_words=3))
+    # "and" would leave one word behind (below min_words): the cap cuts where it is
+    out = seg.push(words("one and three four five six seven eight"), "en") + seg.flush()
+    assert texts(out) == ["one and three four", "five six seven eight"]
+    # a language without a phrase list cuts at the cap
+    seg = ClauseSegmenter(ClauseConfig(max_words=3))
+    out = seg.push(words("un and deux trois quatre"), "xx") + seg.flush()
+    assert texts(out) == ["un and deux", "trois quatre"]
+
+
+def test_the_sentence_policy_keeps_whole_clauses() -> None:
+    seg = ClauseSegmenter(ClauseConfig.sentences())
+    ws = words("unless to be rather cold-hearted and rather selfish is to be ill-disposed.")
+    assert texts(seg.push(ws, "en")) == ["unless to be rather cold-hearted and rather selfish is to be ill-disposed."]
 
 
 def test_bad_settings_are_refused() -> None:
@@ -119,7 +144,7 @@ async def test_clause_stage_takes_each_committed_word_once() -> None:
             yield item
 
     log = LatencyLog()
-    out = [x async for x in Pipeline([ClauseStage()], log=log).run(source())]
+    out = [x async for x in Pipeline([ClauseStage(ClauseConfig.sentences())], log=log).run(source())]
     clauses = [c for c in out if isinstance(c, Clause)]
     assert [w for c in clauses for w in c.words] == first + second[:6]
     assert texts(clauses)[:2] == ["And Mr. John Dashwood had then leisure,", "to consider how much there might be"]

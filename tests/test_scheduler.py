@@ -108,7 +108,7 @@ def test_backlog_is_compressed_within_the_rate_bound_before_anything_is_dropped(
 
 
 def test_drops_prefer_the_oldest_waiting_clause_over_the_one_that_breaks_the_bound() -> None:
-    sched = AVScheduler(cfg(), origin_wall=0.0)
+    sched = AVScheduler(cfg(drop_after=4.0), origin_wall=0.0)
     arrivals = [
         Arrival(0.5, speech(0, 0.0, 1.0, 2.5)[0]),  # plays 2.0-4.5
         Arrival(1.5, speech(1, 1.2, 2.0, 0.8)[0]),  # fits after it: 4.5-5.3
@@ -123,7 +123,7 @@ def test_drops_prefer_the_oldest_waiting_clause_over_the_one_that_breaks_the_bou
 
 
 def test_overload_drops_the_oldest_waiting_clause_and_never_cuts_the_playing_one() -> None:
-    sched = AVScheduler(cfg(), origin_wall=0.0)
+    sched = AVScheduler(cfg(drop_after=4.0), origin_wall=0.0)
     arrivals = [Arrival(0.5, speech(0, 0.0, 1.0, 3.0)[0])]  # long translation of a short source: plays 2.0-5.0
     # A stalled stage releases three clauses at once, late: they cannot all fit in D_max even at 1.25x.
     arrivals += [Arrival(3.0, speech(i, 0.9 + 0.5 * i, 1.3 + 0.5 * i, 1.2)[0]) for i in (1, 2, 3)]
@@ -141,6 +141,32 @@ def test_overload_drops_the_oldest_waiting_clause_and_never_cuts_the_playing_one
         assert c.start_delay <= 4.0 + 1e-6
 
 
+def test_by_default_overload_keeps_every_clause_and_the_delay_comes_back_down() -> None:
+    sched = AVScheduler(cfg(), origin_wall=0.0)  # no drop_after: nothing said is lost
+    arrivals = [Arrival(0.5, speech(0, 0.0, 1.0, 3.0)[0])]  # long translation of a short source: plays 2.0-5.0
+    # A stalled stage releases three clauses at once, late: they cannot all fit in D_max even at 1.25x.
+    arrivals += [Arrival(3.0, speech(i, 0.9 + 0.5 * i, 1.3 + 0.5 * i, 1.2)[0]) for i in (1, 2, 3)]
+    # then the speaker pauses and speaks again: that clause is back within D_max
+    arrivals += [Arrival(13.0, speech(4, 12.0, 12.5, 0.6)[0])]
+    run_virtual(sched, arrivals, until=20.0)
+    m = sched.metrics()
+    assert m.count(DecisionKind.DROP) == 0
+    placed = {c.clause_id: c for c in m.clauses}
+    assert set(placed) == {0, 1, 2, 3, 4}
+    over = {d.clause_id for d in m.decisions if d.kind == DecisionKind.OVER_BOUND}
+    assert over and over <= {1, 2, 3} and m.summary()["clauses_over_bound"] == len(over)
+    for cid in (1, 2, 3):  # played back to back at the highest rate, every sample of them
+        c = placed[cid]
+        assert c.rate == pytest.approx(1.25, abs=0.01)
+        assert c.end_out - c.start_out - c.underrun == pytest.approx(1.2 / c.rate, abs=0.01)
+    assert placed[4].start_delay <= 4.0 and placed[4].start_out == pytest.approx(14.0, abs=0.01)
+
+
+def test_drop_after_must_not_be_below_max_delay() -> None:
+    with pytest.raises(RtF2fError):
+        cfg(max_delay=4.0, drop_after=3.0)
+
+
 def test_slow_streaming_stage_underruns_are_measured_and_the_clause_completes() -> None:
     sched = AVScheduler(cfg(), origin_wall=0.0)
     chunks = speech(0, 0.0, 1.0, 2.0, chunks=4)
@@ -154,7 +180,7 @@ def test_slow_streaming_stage_underruns_are_measured_and_the_clause_completes() 
 
 
 def test_chunks_of_a_dropped_clause_are_ignored_and_counted() -> None:
-    sched = AVScheduler(cfg(), origin_wall=0.0)
+    sched = AVScheduler(cfg(drop_after=4.0), origin_wall=0.0)
     first, second = speech(4, 0.0, 1.0, 1.0, chunks=2)
     sched.push_speech(first, 6.0)  # 6 s after its source: past D_max whatever happens
     sched.push_speech(second, 6.1)
@@ -370,9 +396,11 @@ class Scenario:
 @st.composite
 def scenarios(draw) -> Scenario:
     delay = draw(st.sampled_from([1.0, 2.0, 3.0]))
+    max_delay = delay + draw(st.sampled_from([0.5, 1.0, 2.0]))
     config = SchedulerConfig(
         delay=delay,
-        max_delay=delay + draw(st.sampled_from([0.5, 1.0, 2.0])),
+        max_delay=max_delay,
+        drop_after=draw(st.sampled_from([None, max_delay, max_delay + 1.0])),
         sample_rate=draw(st.sampled_from([8000, 16000])),
         fps=draw(st.sampled_from([15.0, 25.0, 30.0])),
         max_rate=draw(st.sampled_from([1.0, 1.25, 1.5])),
@@ -478,14 +506,22 @@ def test_scheduler_properties(s: Scenario) -> None:
 
     prev_end = -math.inf
     tol = 1.0 / cfg_.sample_rate + 1e-9
+    over = {d.clause_id for d in m.decisions if d.kind == DecisionKind.OVER_BOUND}
+    if cfg_.drop_after is None:
+        # Nothing said is lost by default: only the untrusted-input bounds may drop (none are hit here).
+        assert not dropped
     for c in sorted(placed.values(), key=lambda c: c.start_out):
-        # Bounded delay, never ahead of the target, never later than its inputs allowed (no made-up silence).
-        assert c.start_delay <= cfg_.max_delay + 1e-6
+        # Bounded delay (the explicit drop bound; without one, passing D_max is recorded), never ahead of the
+        # target, never later than its inputs allowed (no made-up silence).
+        if cfg_.drop_after is not None:
+            assert c.start_delay <= cfg_.drop_after + 1e-6
+        if c.start_delay > cfg_.max_delay + 1e-6:
+            assert c.clause_id in over
         assert c.start_out >= c.source_start + cfg_.delay - tol
         assert c.start_out <= max(c.source_start + cfg_.delay, prev_end, horizon[c.clause_id]) + tol
         assert c.start_out >= prev_end - tol  # no overlap
         assert 1.0 <= c.rate <= cfg_.max_rate + 1e-9
-        if c.complete_at_start and c.underrun == 0:
+        if c.complete_at_start and c.underrun == 0 and c.clause_id not in over:
             assert c.end_delay <= cfg_.max_delay + 0.002
         prev_end = c.end_out
     assert all(d.rate <= cfg_.max_rate + 1e-9 for d in m.decisions)

@@ -16,8 +16,9 @@ from rt_f2f.frames import Clause, ControlEvent, ControlKind, SpeechChunk, Transl
 from rt_f2f.models import model_path
 from rt_f2f.stage import LatencyLog, Pipeline
 from rt_f2f.tts import TTSStage, candidates, get_synthesizer, split_phrases
-from rt_f2f.tts.base import MAX_TEXT_CHARS, Synthesizer
+from rt_f2f.tts.base import MAX_TEXT_CHARS, Synthesizer, split_first
 from rt_f2f.tts.piper import PiperSynthesizer
+from rt_f2f.tts.select import SpeakingPace
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +61,9 @@ class Counting(Synthesizer):
         self.max_phrase_chars, self.pause_scale = inner.max_phrase_chars, inner.pause_scale
         self.calls = 0
 
-    def synthesize_phrase(self, phrase: str, language: str) -> np.ndarray:
+    def synthesize_phrase(self, phrase: str, language: str, **kw) -> np.ndarray:
         self.calls += 1
-        return self.inner.synthesize_phrase(phrase, language)
+        return self.inner.synthesize_phrase(phrase, language, **kw)
 
 
 # -- phrase planning -----------------------------------------------------------------------------------------------
@@ -131,6 +132,35 @@ def test_kokoro_portuguese_transcribes_back(kokoro, whisper) -> None:
     heard = _transcribe(whisper, np.concatenate(chunks), kokoro.sample_rate, "pt")
     assert _recall(text, heard) >= 0.7, heard
     assert {"tempo", "hoje", "parque"} <= set(_words(heard)), heard
+
+
+def test_split_first_cuts_only_a_long_first_phrase() -> None:
+    assert split_first(["one two three four five six", "seven."], 4) == ["one two three four", "five six", "seven."]
+    assert split_first(["one two three four five", "six."], 4) == ["one two three four five", "six."]  # tail of 1
+    assert split_first(["one two three four five six"], None) == ["one two three four five six"]
+    assert split_first([], 4) == []
+
+
+def test_kokoro_speaks_faster_in_the_model_when_asked(kokoro) -> None:
+    normal = kokoro.phrase_audio(["Vamos passear no parque hoje."], 0, "pt")
+    faster = kokoro.phrase_audio(["Vamos passear no parque hoje."], 0, "pt", speed=1.3)
+    assert faster.size / normal.size == pytest.approx(1 / 1.3, abs=0.08)
+
+
+def test_speaking_pace_follows_the_listeners_backlog() -> None:
+    now = [100.0]
+    pace = SpeakingPace(max_speed=1.3, gain=0.15, clock=lambda: now[0])
+    assert pace.speed() == 1.0  # nothing voiced yet
+    pace.voiced(2.0)  # 2 s of speech out at t=100: the listener hears it until 102
+    assert pace.backlog() == pytest.approx(2.0) and pace.speed() == pytest.approx(1.3)
+    now[0] = 101.0
+    assert pace.speed() == pytest.approx(1.15)
+    pace.voiced(1.0)  # queued behind the rest: heard until 103
+    assert pace.backlog() == pytest.approx(2.0)
+    now[0] = 110.0
+    assert pace.speed() == 1.0  # caught up
+    with pytest.raises(RtF2fError):
+        SpeakingPace(max_speed=3.0)
 
 
 def test_kokoro_splits_at_clauses_and_streams(kokoro) -> None:
@@ -237,6 +267,26 @@ async def test_tts_stage_streams_flags_timestamps_and_latency(piper) -> None:
     assert len(stage.stats.first_audio_s) == 1 and stage.stats.first_audio_s[0] == pytest.approx(records[0].compute)
     assert records[0].compute < records[2].compute  # the first chunk left before the clause was finished
     assert stage.stats.rtf > 0
+
+
+async def test_tts_stage_cuts_a_slow_voices_first_phrase_and_speeds_up_when_behind(kokoro) -> None:
+    text = "O tempo está muito bonito hoje. Vamos passear no parque?"
+
+    async def source():
+        yield Translation(_translation("x").source, text, "pt")
+        yield Translation(_translation("y", start=20.0).source, text, "pt")
+
+    now = [0.0]
+    pace = SpeakingPace(clock=lambda: now[0])  # time stands still: the first clause is all backlog for the second
+    counting = Counting(kokoro)
+    counting.rate_control = True
+    stage = TTSStage(counting, pace=pace, first_phrase_words=4)
+    out = [x async for x in Pipeline([stage]).run(source())]
+    assert counting.calls == 6  # "O tempo está muito" | "bonito hoje." | "Vamos passear no parque?", twice
+    assert stage.stats.speeds[0] == 1.0 and stage.stats.speeds[1] == pytest.approx(1.3)
+    first = sum(c.audio.duration for c in out[:3])
+    second = sum(c.audio.duration for c in out[3:])
+    assert second < first / 1.15  # the model spoke the same text faster, pauses included
 
 
 async def test_tts_stage_picks_a_voice_per_language(kokoro) -> None:

@@ -219,6 +219,48 @@ class LocalAgreementPolicy(StreamingPolicy):
         return forced
 
 
+class AlignAttPolicy(LocalAgreementPolicy):
+    """One decoder pass per step: commit the words whose audio is safely behind the end of the buffer.
+
+    AlignAtt (Papi et al., Interspeech 2023; used for Whisper in SimulStreaming, Macháček et al. 2025) lets the
+    decoder emit a token only while its cross-attention points at audio that is not among the last ``f`` frames:
+    a token that attends to the very end of the buffer is about sound that may still be cut mid-word, so it waits
+    for more audio. Whisper's word timestamps are that same signal: faster-whisper aligns each word to the audio by
+    dynamic time warping over the cross-attention of Whisper's alignment heads. So each step decodes the buffer
+    once and commits the longest prefix of the new words whose aligned end lies at least ``margin_s`` before the
+    end of the audio heard; the rest stays partial. LocalAgreement-2 instead needs the next step to repeat a word
+    before it commits it, which costs one step (``min_chunk_s``) of latency per word.
+
+    Unlike the paper's policy, decoding is not stopped at the first unstable token (faster-whisper decodes whole
+    windows); the words past the margin are shown as the partial guess. Buffer trimming, prompting and the
+    re-heard-word filter are LocalAgreement-2's.
+    """
+
+    def __init__(self, transcribe: TranscribeFn, margin_s: float = 0.6, **kwargs: Any) -> None:
+        if margin_s < 0:
+            raise ValueError("margin_s must be >= 0")
+        self.margin_s = margin_s
+        super().__init__(transcribe, **kwargs)
+
+    def step(self) -> PolicyUpdate:
+        new = self._hypothesis()
+        limit = self.audio_end - self.margin_s
+        stable = 0
+        while stable < len(new) and new[stable].end <= limit:
+            stable += 1
+        commit = new[:stable]
+        self._committed += commit
+        self._tail = new[stable:]
+        commit += self._trim()
+        return PolicyUpdate(tuple(commit), tuple(self._tail))
+
+
+POLICIES: dict[str, Callable[..., StreamingPolicy]] = {
+    "alignatt": AlignAttPolicy,
+    "local-agreement": LocalAgreementPolicy,
+}
+
+
 class FixedChunkPolicy(StreamingPolicy):
     """Baseline: each ``chunk_s`` of audio is transcribed on its own and committed at once."""
 

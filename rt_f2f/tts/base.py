@@ -85,6 +85,17 @@ def _cut_words(text: str, max_chars: int) -> list[str]:
     return out
 
 
+def split_first(phrases: list[str], words: int | None) -> list[str]:
+    """Cut the first phrase after ``words`` words when it has at least two more than that (a short tail would sound
+    clipped); the rest of it becomes the second phrase. None leaves the plan as it is."""
+    if not phrases or words is None:
+        return phrases
+    tokens = phrases[0].split(" ")
+    if len(tokens) < words + 2:
+        return phrases
+    return [" ".join(tokens[:words]), " ".join(tokens[words:]), *phrases[1:]]
+
+
 def pause_after(phrase: str) -> float:
     """Seconds of silence a listener expects after this phrase: longer after a sentence than after a comma."""
     tail = phrase.rstrip()[-1:] if phrase.strip() else ""
@@ -112,7 +123,10 @@ class Synthesizer(ABC):
     Subclasses set ``name``, ``sample_rate`` and ``languages`` (ISO 639-1 codes) and implement
     ``synthesize_phrase``; ``clause_level`` says whether to split at commas too (worth it for slow backends),
     ``pause_scale`` scales the pause put before each phrase after the first (0 for backends whose audio already
-    ends in silence).
+    ends in silence). A backend whose model can speak faster (Kokoro's ``speed``, Piper's ``length_scale``,
+    espeak-ng's words per minute) sets ``rate_control`` and takes ``speed`` in ``synthesize_phrase``: speaking
+    faster in the model sounds natural where time-stretching the audio afterwards does not, and costs less compute
+    (the vocoder makes fewer frames).
     """
 
     name: str = "tts"
@@ -122,6 +136,7 @@ class Synthesizer(ABC):
     min_phrase_chars: int = 12
     max_phrase_chars: int = 200
     pause_scale: float = 1.0
+    rate_control: bool = False
 
     def supports(self, language: str) -> bool:
         try:
@@ -145,17 +160,26 @@ class Synthesizer(ABC):
 
     @abstractmethod
     def synthesize_phrase(self, phrase: str, language: str) -> np.ndarray:
-        """Voice one phrase: mono float32 in [-1, 1] at ``sample_rate`` (the language is already checked)."""
+        """Voice one phrase: mono float32 in [-1, 1] at ``sample_rate`` (the language is already checked).
+        Backends with ``rate_control`` also take ``speed`` (1.0 = the voice's own rate, 1.25 = 25 % faster)."""
 
-    def phrase_audio(self, phrases: list[str], index: int, language: str) -> np.ndarray:
+    def phrase_audio(self, phrases: list[str], index: int, language: str, speed: float = 1.0) -> np.ndarray:
         """Phrase ``index`` of a plan, with the pause the previous phrase calls for put in front of it.
 
         The pause goes before the next phrase rather than after the current one so a clause never ends in
-        added silence and no chunk waits for its successor to be planned.
+        added silence and no chunk waits for its successor to be planned. Faster speech gets shorter pauses too.
         """
-        audio = np.asarray(self.synthesize_phrase(phrases[index], language), dtype=np.float32).reshape(-1)
+        phrase = phrases[index]
+        speed = min(max(float(speed), 0.5), 2.0)
+        raw = (
+            self.synthesize_phrase(phrase, language, speed=speed)
+            if self.rate_control and speed != 1.0
+            else (self.synthesize_phrase(phrase, language))
+        )
+        audio = np.asarray(raw, dtype=np.float32).reshape(-1)
         if index > 0 and self.pause_scale > 0:
-            gap = int(round(pause_after(phrases[index - 1]) * self.pause_scale * self.sample_rate))
+            pause = pause_after(phrases[index - 1]) * self.pause_scale / speed
+            gap = int(round(pause * self.sample_rate))
             if gap:
                 audio = np.concatenate([np.zeros(gap, np.float32), audio])
         return np.clip(audio, -1.0, 1.0)

@@ -63,6 +63,7 @@ class EspeakSynthesizer(Synthesizer):
     sample_rate = 22050
     clause_level = False
     pause_scale = 0.0  # espeak-ng ends every utterance in silence already
+    rate_control = True
 
     def __init__(self, speed_wpm: int = 160) -> None:
         self.program = espeak_program()
@@ -70,13 +71,13 @@ class EspeakSynthesizer(Synthesizer):
         self.languages = frozenset(self.voices)
         self.speed_wpm = int(speed_wpm)
 
-    def synthesize_phrase(self, phrase: str, language: str) -> np.ndarray:
+    def synthesize_phrase(self, phrase: str, language: str, speed: float = 1.0) -> np.ndarray:
         import soundfile as sf
 
         voice = self.voices[validate(language)]
         try:
             done = subprocess.run(
-                [self.program, "--stdout", "-v", voice, "-s", str(self.speed_wpm)],
+                [self.program, "--stdout", "-v", voice, "-s", str(int(round(self.speed_wpm * speed)))],
                 input=phrase.encode("utf-8"),
                 capture_output=True,
                 timeout=TIMEOUT_S,

@@ -53,6 +53,7 @@ class KokoroSynthesizer(Synthesizer):
     clause_level = True
     min_phrase_chars = 12
     max_phrase_chars = 180
+    rate_control = True
 
     def __init__(
         self,
@@ -60,7 +61,10 @@ class KokoroSynthesizer(Synthesizer):
         voices: str | os.PathLike | None = None,
         voice: str = DEFAULT_VOICE,
         speed: float = 1.0,
+        threads: int | None = None,
     ) -> None:
+        """``threads``: onnxruntime intra-op threads (default: every core; the TTS is on the critical path)."""
+        import onnxruntime as ort
         from kokoro_onnx import Kokoro
 
         model_file = Path(model) if model is not None else model_path("kokoro-82m-int8")
@@ -70,8 +74,14 @@ class KokoroSynthesizer(Synthesizer):
                 raise ModelMissingError(f"{what} {path} does not exist", "check the path")
         if not 0.5 <= speed <= 2.0:
             raise ModelFormatError(f"Kokoro speed must be within 0.5..2.0, got {speed}", "pick a speed in range")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        # no busy-waiting between ops: ASR and voice conversion share the cores, and spinning threads starve them
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.engine = Kokoro(str(model_file), str(voices_file))
+            session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+            self.engine = Kokoro.from_session(session, str(voices_file))
         except Exception as exc:  # np.load / onnxruntime raise many types for a bad file
             raise ModelFormatError(
                 f"cannot load Kokoro from {model_file} / {voices_file}: {exc}", "re-install it"
@@ -101,11 +111,12 @@ class KokoroSynthesizer(Synthesizer):
         """The IPA string Kokoro is fed (espeak-ng, filtered to Kokoro's vocabulary)."""
         return self.engine.tokenizer.phonemize(text, ESPEAK_LANGS[self.check_language(language)])
 
-    def synthesize_phrase(self, phrase: str, language: str) -> np.ndarray:
+    def synthesize_phrase(self, phrase: str, language: str, speed: float = 1.0) -> np.ndarray:
         phonemes = self.phonemes(phrase, language)
         if not phonemes.strip():
             return np.zeros(0, np.float32)
-        audio, _ = self.engine.create(phonemes, self.style, speed=self.speed, is_phonemes=True, trim=True)
+        rate = min(max(self.speed * speed, 0.5), 2.0)
+        audio, _ = self.engine.create(phonemes, self.style, speed=rate, is_phonemes=True, trim=True)
         return np.asarray(audio, dtype=np.float32)
 
     def describe(self) -> str:

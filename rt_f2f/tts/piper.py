@@ -70,6 +70,7 @@ class PiperSynthesizer(Synthesizer):
     name = "piper"
     clause_level = False
     max_phrase_chars = 240
+    rate_control = True
 
     def __init__(self, voice: str | os.PathLike = DEFAULT_VOICE, length_scale: float | None = None) -> None:
         from piper import PiperVoice, SynthesisConfig
@@ -97,9 +98,15 @@ class PiperSynthesizer(Synthesizer):
         family = str((meta.get("language") or {}).get("family") or self.voice.config.espeak_voice)
         self.languages = frozenset({_language_of(family)})
         self._config = SynthesisConfig(length_scale=length_scale, volume=0.9)
+        self._length_scale = float(self.voice.config.length_scale or 1.0)  # the voice's own rate
 
-    def synthesize_phrase(self, phrase: str, language: str) -> np.ndarray:
-        chunks = [c.audio_float_array for c in self.voice.synthesize(phrase, syn_config=self._config)]
+    def synthesize_phrase(self, phrase: str, language: str, speed: float = 1.0) -> np.ndarray:
+        config = self._config
+        if speed != 1.0:
+            from dataclasses import replace
+
+            config = replace(config, length_scale=(config.length_scale or self._length_scale) / speed)
+        chunks = [c.audio_float_array for c in self.voice.synthesize(phrase, syn_config=config)]
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
     def describe(self) -> str:

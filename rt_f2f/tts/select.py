@@ -21,7 +21,7 @@ from ..frames import AudioChunk, SpeechChunk, Translation
 from ..languages import validate
 from ..models import REGISTRY
 from ..stage import Stage
-from .base import Synthesizer
+from .base import Synthesizer, split_first
 
 BACKENDS = ("piper", "kokoro", "espeak")
 
@@ -130,15 +130,53 @@ def get_synthesizer(language: str, backend: str | None = None, voice: str | None
 
 @dataclass
 class TTSStats:
-    """What the stage measured per clause: time to first audio and the real-time factor of synthesis."""
+    """What the stage measured per clause: time to first audio, the real-time factor of synthesis, and the speaking
+    rate it chose."""
 
     first_audio_s: list[float] = field(default_factory=list)
     compute_s: list[float] = field(default_factory=list)
     audio_s: list[float] = field(default_factory=list)
+    speeds: list[float] = field(default_factory=list)
 
     @property
     def rtf(self) -> float:
         return float(sum(self.compute_s) / sum(self.audio_s)) if sum(self.audio_s) else float("nan")
+
+
+@dataclass
+class SpeakingPace:
+    """Speak faster while the listener is behind, in the model itself.
+
+    Translated speech is often longer than its source (Portuguese runs ~20-30 % longer than English), and a listener
+    hears each clause after the one before it, so a backlog builds up that no later stage can take back without
+    dropping speech or time-stretching it. The stage knows what it has voiced and when; assuming the listener plays
+    each chunk as soon as it exists and the previous one has ended, the backlog is how long the listener still has
+    to hear. The next clause is voiced at ``1 + gain * backlog`` times the voice's rate, at most ``max_speed``.
+    Backends without rate control get 1.0 (the scheduler still compresses if it must).
+    """
+
+    max_speed: float = 1.3
+    gain: float = 0.15  # speed-up per second of backlog: 2 s behind -> 1.3x
+    clock: Callable[[], float] = time.perf_counter
+    _play_end: float | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.max_speed <= 2.0 or self.gain < 0:
+            raise RtF2fError(
+                f"speaking pace max_speed {self.max_speed} / gain {self.gain} out of range",
+                "max_speed within 1..2, gain >= 0",
+            )
+
+    def backlog(self) -> float:
+        return 0.0 if self._play_end is None else max(0.0, self._play_end - self.clock())
+
+    def speed(self) -> float:
+        return min(self.max_speed, 1.0 + self.gain * self.backlog())
+
+    def voiced(self, seconds: float) -> None:
+        """``seconds`` of speech just came out."""
+        now = self.clock()
+        self._play_end = max(self._play_end or now, now) + seconds
 
 
 class TTSStage(Stage):
@@ -152,11 +190,23 @@ class TTSStage(Stage):
 
     name = "tts"
 
-    def __init__(self, synthesizer: Synthesizer | None = None, backend: str | None = None, voice: str | None = None):
+    def __init__(
+        self,
+        synthesizer: Synthesizer | None = None,
+        backend: str | None = None,
+        voice: str | None = None,
+        pace: SpeakingPace | None = None,
+        first_phrase_words: int | None = None,
+    ):
+        """``pace`` None voices every clause at the voice's own rate. ``first_phrase_words``: with a backend slow
+        enough to voice clause by clause (``clause_level``), a long first phrase is cut after that many words, so a
+        clause's first audio costs only a short phrase's synthesis."""
         super().__init__()
+        self.first_phrase_words = first_phrase_words
         self.synthesizer = synthesizer
         self.backend = backend
         self.voice = voice
+        self.pace = pace
         self.stats = TTSStats()
 
     def _synth_for(self, language: str) -> Synthesizer:
@@ -172,6 +222,8 @@ class TTSStage(Stage):
         wall_in = time.perf_counter()
         synth = await self.in_worker(self._synth_for, item.language)
         phrases = await self.in_worker(synth.plan, item.text, item.language)
+        if synth.clause_level:
+            phrases = split_first(phrases, self.first_phrase_words)
         pts = item.pts
         audio_total = 0.0
         compute = 0.0
@@ -180,9 +232,11 @@ class TTSStage(Stage):
             self.record(item.pts, pts, wall_in)
             yield SpeechChunk(silent, item, first=True, last=True)
             return
+        speed = self.pace.speed() if self.pace is not None and synth.rate_control else 1.0
+        self.stats.speeds.append(speed)
         for i in range(len(phrases)):
             started = time.perf_counter()
-            samples = await self.in_worker(synth.phrase_audio, phrases, i, item.language)
+            samples = await self.in_worker(synth.phrase_audio, phrases, i, item.language, speed)
             compute += time.perf_counter() - started
             chunk = AudioChunk(samples, synth.sample_rate, pts, source=f"{self.name}:{synth.name}")
             wall_out = time.perf_counter()
@@ -191,6 +245,8 @@ class TTSStage(Stage):
                 self.stats.first_audio_s.append(wall_out - wall_in)
             pts += chunk.duration
             audio_total += chunk.duration
+            if self.pace is not None:
+                self.pace.voiced(chunk.duration)
             yield SpeechChunk(chunk, item, first=i == 0, last=i == len(phrases) - 1)
         self.stats.compute_s.append(compute)
         self.stats.audio_s.append(audio_total)
