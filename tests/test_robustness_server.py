@@ -304,6 +304,32 @@ async def test_only_the_clients_own_files_are_served(caplog):
         await runner.cleanup()
 
 
+@pytest.mark.parametrize(
+    "error",
+    [RecursionError("deep\nand long " * 50), KeyError("x"), UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates")],
+)
+async def test_a_bug_is_a_json_500_and_one_log_line(caplog, error):
+    """Whatever a handler raises unexpectedly: JSON without internals, and one line (type and place) in the log."""
+    app = create_app(ServerConfig(web_dir=None))
+
+    async def broken(request: web.Request) -> web.Response:
+        raise error
+
+    app.router.add_get("/api/broken", broken)
+    runner, base = await serve_locally(app)
+    caplog.set_level(logging.INFO)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/api/broken") as r:
+            assert r.status == 500
+            assert await r.json() == {"error": "internal server error"}
+    finally:
+        await runner.cleanup()
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and not lines[0].exc_info
+    message = lines[0].getMessage()
+    assert type(error).__name__ in message and "test_robustness_server.py" in message and "\n" not in message
+
+
 # -- class 3: links never come from the request ---------------------------------------------------------------------
 
 

@@ -187,7 +187,8 @@ async def _guard(request: web.Request, handler) -> web.StreamResponse:
         while frame is not None and frame.tb_next is not None:
             frame = frame.tb_next
         where = f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else "?"
-        log.error("%s %s: unhandled %s at %s: %.200s", request.method, request.path, type(exc).__name__, where, exc)
+        detail = " ".join(str(exc).split())[:200]
+        log.error("%s %s: unhandled %s at %s: %s", request.method, request.path, type(exc).__name__, where, detail)
         return web.json_response({"error": "internal server error"}, status=500)
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RtF2fError
+
+if TYPE_CHECKING:
+    from .limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +143,8 @@ def video_size(text: str) -> int:
     return int(width) * int(height)
 
 
-def limits_from_args(args: argparse.Namespace):
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """Every ``serve`` limit flag, checked, as ``Limits``."""
     from .limits import Limits
 
     checks = [
