@@ -106,6 +106,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds: f
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if samples.size == 0:
         raise MediaError(f"{path}: the audio stream holds no samples", "give a file with speech in it")
+    if not np.isfinite(samples).all():  # float WAVs can hold them; every later stage would choke differently
+        raise MediaError(f"{path}: the audio holds NaN or infinite samples", "re-export it, e.g. as 16-bit PCM WAV")
     return samples
 
 

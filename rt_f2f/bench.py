@@ -189,7 +189,9 @@ def render_markdown(report: dict[str, Any], plots: list[Path]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    out_dir = Path(args.out)
+    from .outputs import check_output
+
+    out_dir = check_output("--out", args.out, folder=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.device == "cuda":
         import torch

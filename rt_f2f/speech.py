@@ -384,6 +384,9 @@ def build_report(run: SpeechRun, config: SpeechConfig, input_path: str) -> dict[
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from .outputs import check_outputs
+
+    check_outputs(("--out", args.out), ("--report", args.report))  # before minutes of work, not after
     config = SpeechConfig(
         source=args.source,
         target=args.target,

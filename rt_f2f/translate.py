@@ -154,6 +154,8 @@ def _load_lipsync(args: argparse.Namespace, fps: float) -> tuple[Any | None, dic
 
 
 def run(args: argparse.Namespace) -> int:
+    from .errors import RtF2fError
+    from .outputs import check_outputs
     from .video import VideoWriter, probe_video, read_frames
 
     if args.drop_after is not None and not args.realtime:
@@ -161,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
             "--drop-after is a live policy: a recorded file never loses speech",
             "add --realtime to simulate a live session, or leave --drop-after out",
         )
+    if args.lipsync_batch < 1:
+        raise RtF2fError(f"--lipsync-batch must be at least 1, got {args.lipsync_batch}", "the default is 8")
+    check_outputs(("--outfile", args.outfile), ("--report", args.report))
     config = SpeechConfig(source=args.source, target=args.target, mt_model=args.mt_model, tts_backend=args.tts)
     info = probe_video(args.input)
     if info.is_image:

@@ -53,7 +53,10 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
 async def running_server(
     config: ServerConfig | None = None, feed_factory=None
 ) -> AsyncIterator[tuple[web.Application, str]]:
-    app = create_app(config or ServerConfig(web_dir=None), feed_factory)
+    # many rooms from one address in quick succession: client limits are tested in test_robustness_server.py
+    app = create_app(
+        config or ServerConfig(web_dir=None, limits=Limits(max_rooms_per_client=1000, client_burst=1000)), feed_factory
+    )
     runner, base = await serve_locally(app)
     try:
         yield app, base
@@ -241,7 +244,8 @@ async def test_malformed_join_requests_get_4xx_json(server, http, payload, statu
     room = await new_room(http, base)
     if payload.startswith(b"{") and payload != b"{not json":
         payload = json.dumps({**json.loads(payload), "token": room["token"]}).encode()
-    async with http.post(f"{base}/api/rooms/{room['id']}/join", data=payload) as r:
+    headers = {"Content-Type": "application/json"}
+    async with http.post(f"{base}/api/rooms/{room['id']}/join", data=payload, headers=headers) as r:
         assert r.status == status
         assert "error" in await r.json()
 
@@ -281,7 +285,7 @@ async def test_bodies_and_sdp_are_size_bounded(http):
     async with running_server(config) as (_, base):
         room = await new_room(http, base)
         url = f"{base}/api/rooms/{room['id']}/join"
-        async with http.post(url, data=b"{" + b" " * 9000 + b"}") as r:
+        async with http.post(url, data=b"{" + b" " * 9000 + b"}", headers={"Content-Type": "application/json"}) as r:
             assert r.status == 413
             assert "error" in await r.json()
         big_sdp = "v=0\r\n" + "a=x-padding\r\n" * 600
@@ -312,7 +316,7 @@ async def test_room_limit(http):
     async with running_server(ServerConfig(web_dir=None, limits=Limits(max_rooms=2))) as (_, base):
         await new_room(http, base)
         await new_room(http, base)
-        async with http.post(f"{base}/api/rooms") as r:
+        async with http.post(f"{base}/api/rooms", json={}) as r:
             assert r.status == 503
             assert "error" in await r.json()
 

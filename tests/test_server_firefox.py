@@ -288,7 +288,7 @@ async def recorded_audio(page: FirefoxPage, folder: Path) -> np.ndarray:
 
 
 async def test_firefox_and_python_participant_see_and_hear_each_other(firefox_session, tmp_path: Path):
-    async with asyncio.timeout(90), served() as (app, base):
+    async with asyncio.timeout(110), served() as (app, base):
         room = await create_room(base)
         bot = python_participant(
             base, room, "en", (320, 240, 15), ArrayAudioTrack(tone(BOT_TONE_HZ, 1.0, 48000), 48000, loop=True)
@@ -330,16 +330,32 @@ async def test_firefox_and_python_participant_see_and_hear_each_other(firefox_se
                 local = await page.text("#local-stats")
                 assert re.search(r"sending \d+ fps \d+×\d+", local), local  # its encoder may scale down on a busy CPU
                 # the bot receives Firefox's camera at its size and rate, and its tone
-                recent = [(w, h) for t, w, h in slot.video if t > time.monotonic() - 3.0]
-                fps = len(recent) / 3.0
-                audio = slot.audio_samples_array()[-3 * 48000 :]
-                bot_hz = dominant_frequency(audio, 48000)
                 # (a busy CPU may make Firefox's encoder scale down for a while, as it would for any user)
-                assert (640, 480) in {(w, h) for _, w, h in slot.video}, set(recent)
+                assert (640, 480) in {(w, h) for _, w, h in slot.video}, {(w, h) for _, w, h in slot.video}
                 # asked for at 25 fps: with other work on the 2 cores here the server (a decode and an encode) and
-                # the bot (a decode) keep ~12-25 of them; a starved bitrate or a stalled track leaves a few or none
-                assert fps >= 8, f"Firefox's camera arrives at {fps:.1f} fps; Firefox says {local!r}"
-                assert loud_seconds(audio) >= 1.5 and abs(bot_hz - FIREFOX_TONE_HZ) < 5, (loud_seconds(audio), bot_hz)
+                # the bot (a decode) keep ~12-25 of them once running; a starved bitrate or a stalled track leaves a
+                # few or none. On a loaded machine the first seconds can be much slower (2.7 fps, issue 15, with
+                # the cores loaded, while Firefox's encoder and this process's decoders catch up),
+                # so the floor is asked of any 3 s window within 20 s rather than of the first one.
+                measured: list[tuple[float, float, float]] = []
+
+                def camera_and_tone_flow() -> bool:
+                    now = time.monotonic()
+                    fps = sum(1 for t, _, _ in slot.video if t > now - 3.0) / 3.0
+                    audio = slot.audio_samples_array()[-3 * 48000 :]
+                    measured.append((fps, loud_seconds(audio), dominant_frequency(audio, 48000)))
+                    fps, loud, hz = measured[-1]
+                    return fps >= 8 and loud >= 1.5 and abs(hz - FIREFOX_TONE_HZ) < 5
+
+                try:
+                    await bot.wait_for(camera_and_tone_flow, 20, poll=0.5)
+                except TimeoutError:
+                    best = max(measured)
+                    raise AssertionError(
+                        f"Firefox's camera and tone never reached 8 fps and 1.5 loud s of {FIREFOX_TONE_HZ} Hz in a "
+                        f"3 s window within 20 s: best (fps, loud s, Hz) {best}; Firefox says {local!r}"
+                    ) from None
+                fps, _, bot_hz = measured[-1]
                 assert page.errors(base) == []
                 print(f"join {join_s:.2f} s; camera at the bot {fps:.1f} fps; bot hears {bot_hz:.0f} Hz; "
                       f"Firefox hears {heard_hz:.0f} Hz; {stats!r}; {local!r}")  # fmt: skip

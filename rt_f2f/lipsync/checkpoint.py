@@ -59,6 +59,8 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, t
         raise ModelMissingError(
             f"lip-sync checkpoint not found: {p}", "run `rt-f2f models pull wav2lip` on a machine with internet"
         )
+    if p.stat().st_size == 0:
+        raise ModelFormatError(f"{p} is empty (0 bytes)", "the download was interrupted: pull it again")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
@@ -74,7 +76,7 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, t
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise ModelFormatError(
-            f"{p} is not a readable torch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            f"{p} is not a readable torch checkpoint ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})",
             "the file may be truncated or of another format: pull it again",
         ) from exc
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None

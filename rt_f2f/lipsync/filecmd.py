@@ -98,16 +98,20 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from ..outputs import check_outputs
+
+    hint = "see rt-f2f lipsync --help for the default"
     if args.fps <= 0 or not math.isfinite(args.fps):
-        raise RtF2fError(f"--fps must be a positive number, got {args.fps}")
+        raise RtF2fError(f"--fps must be a positive number, got {args.fps}", "e.g. --fps 25")
     if args.resize_factor < 1:
-        raise RtF2fError(f"--resize_factor must be >= 1, got {args.resize_factor}")
+        raise RtF2fError(f"--resize_factor must be >= 1, got {args.resize_factor}", "1 keeps the size, 2 halves it")
     if args.wav2lip_batch_size < 1 or args.face_det_batch_size < 1:
-        raise RtF2fError("batch sizes must be >= 1")
+        raise RtF2fError("batch sizes must be >= 1", hint)
     if args.detect_every < 1:
-        raise RtF2fError(f"--detect_every must be >= 1, got {args.detect_every}")
+        raise RtF2fError(f"--detect_every must be >= 1, got {args.detect_every}", hint)
     if any(p < 0 for p in args.pads):
-        raise RtF2fError(f"--pads must not be negative, got {args.pads}")
+        raise RtF2fError(f"--pads must not be negative, got {args.pads}", "give four pixel counts >= 0, e.g. 0 10 0 0")
+    check_outputs(("--outfile", args.outfile))
     for name in ("face", "audio"):
         path = Path(getattr(args, name))
         if not path.is_file():

@@ -1,15 +1,18 @@
 """The HTTP side of the call server (aiohttp): rooms, joining with an offer, leaving, and the web client.
 
-Every request body is size-bounded and parsed defensively: malformed JSON, fields or SDP are the caller's fault
-and get a 4xx with a JSON ``{"error", "hint"}``; a 5xx means a bug here. The API is described in docs/API.md.
+Every request body is size-, time- and depth-bounded and parsed defensively: malformed JSON, fields, headers or
+SDP are the caller's fault and get a 4xx with a JSON ``{"error", "hint"}``; a 5xx means a bug here, answered in the
+same shape and logged in one line. One client address is rate-limited and holds a bounded number of rooms. Links
+are built from the configured public URL (or the address the server is bound to), never from the request's
+``Host``. The API and every limit are described in docs/API.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator
@@ -18,12 +21,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import LanguageError
 from ..languages import LANGUAGES, validate
+from . import bounded_json
 from .errors import ApiError
-from .limits import Limits, MediaSettings
+from .http_guard import GuardedAppRunner
+from .limits import ClientLimiter, Limits, MediaSettings
 from .rooms import Registry
 from .translate import FeedFactory, default_feed_factory
 
@@ -33,6 +39,20 @@ log = logging.getLogger(__name__)
 DEFAULT_WEB_DIR = Path(str(resources.files("rt_f2f.web")))
 REGISTRY = web.AppKey("registry", Registry)
 TICKER = web.AppKey("ticker", asyncio.Task)
+CLIENTS = web.AppKey("clients", ClientLimiter)
+# files the web client is made of; anything else in its folder (the package's __init__.py) is not served
+STATIC_SUFFIXES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".webmanifest": "application/manifest+json",
+}
+_STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,100}$")
+# a Host header: a DNS name or IPv4 address, or a bracketed IPv6 address, with an optional port
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::(\d{1,5}))?$")
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -53,6 +73,7 @@ class ServerConfig:
     ice_servers: list[dict[str, Any]] = field(default_factory=list)  # RTCIceServer dicts: urls, username, credential
     web_dir: Path | None = DEFAULT_WEB_DIR
     tick_s: float = 1.0  # how often stats go out and silent participants are swept
+    public_url: str | None = None  # base of join links, e.g. https://call.example.org; None: the bound address
 
 
 CONFIG = web.AppKey("config", ServerConfig)
@@ -61,8 +82,10 @@ CONFIG = web.AppKey("config", ServerConfig)
 def create_app(config: ServerConfig | None = None, feed_factory: FeedFactory | None = None) -> web.Application:
     """The aiohttp application; ``feed_factory`` decides what listeners get (default: passthrough / SpeechEngine)."""
     config = config or ServerConfig()
-    app = web.Application(middlewares=[_errors_as_json], client_max_size=config.limits.max_body_bytes)
+    limits = config.limits
+    app = web.Application(middlewares=[_guard], client_max_size=limits.max_body_bytes)
     app[CONFIG] = config
+    app[CLIENTS] = ClientLimiter(limits.client_requests_per_second, limits.client_burst, limits.max_tracked_clients)
     app[REGISTRY] = Registry(config.limits, config.media, feed_factory or default_feed_factory(), config.ice_servers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/config", get_config)
@@ -71,13 +94,23 @@ def create_app(config: ServerConfig | None = None, feed_factory: FeedFactory | N
     app.router.add_post("/api/rooms/{room_id}/join", join_room)
     app.router.add_post("/api/rooms/{room_id}/leave", leave_room)
     if config.web_dir is not None and (config.web_dir / "index.html").is_file():
-        index = config.web_dir / "index.html"
+        web_dir = config.web_dir
+        index = web_dir / "index.html"
 
         async def serve_index(request: web.Request) -> web.FileResponse:
             return web.FileResponse(index)
 
+        async def serve_static(request: web.Request) -> web.FileResponse:
+            """Only the client's own files: a flat name with a known suffix, a regular file, no symlink."""
+            name = request.match_info["name"]
+            path = web_dir / name
+            suffix = path.suffix.lower()
+            if not _STATIC_NAME.match(name) or suffix not in STATIC_SUFFIXES or path.is_symlink() or not path.is_file():
+                raise web.HTTPNotFound()
+            return web.FileResponse(path, headers={"Content-Type": STATIC_SUFFIXES[suffix]})
+
         app.router.add_get("/", serve_index)
-        app.router.add_static("/static/", config.web_dir, follow_symlinks=False, show_index=False)
+        app.router.add_get("/static/{name}", serve_static)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_background)
     return app
@@ -106,10 +139,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await registry.close()
 
 
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner every server uses: aiohttp's own errors as JSON, the header timeout from the app's limits."""
+    return GuardedAppRunner(app, header_timeout_s=app[CONFIG].limits.header_timeout_s)
+
+
 async def serve_locally(app: web.Application, host: str = "127.0.0.1") -> tuple[web.AppRunner, str]:
     """Serve ``app`` from this process on a free port (benchmarks and tests that run clients beside the server):
     the runner (``await runner.cleanup()`` stops it) and the base URL."""
-    runner = web.AppRunner(app)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, host, 0)
     await site.start()
@@ -117,20 +155,72 @@ async def serve_locally(app: web.Application, host: str = "127.0.0.1") -> tuple[
 
 
 @web.middleware
-async def _errors_as_json(request: web.Request, handler) -> web.StreamResponse:
+async def _guard(request: web.Request, handler) -> web.StreamResponse:
+    """Checks every request shares (Host, client rate), and every failure as a JSON answer with one log line."""
     try:
+        _check_host(request)
+        if request.method == "POST" and _is_api(request):
+            _check_client_rate(request)
         return await handler(request)
     except ApiError as exc:
-        return web.json_response(exc.to_json(), status=exc.status)
+        retry_after = exc.retry_after
+        if retry_after is None and exc.status == 503:
+            retry_after = request.app[CONFIG].limits.retry_after_s
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        if exc.status >= 500 or exc.status == 429:
+            log.info("%s %s from %s: %d %s", request.method, request.path, request.remote, exc.status, exc.message)
+        response = web.json_response(exc.to_json(), status=exc.status, headers=headers)
+        if exc.status in (408, 413):  # the rest of the body is not worth waiting for
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400 or not _is_api(request):
             raise
         return web.json_response({"error": exc.reason}, status=exc.status)
+    except ConnectionError as exc:  # the client went away mid-request: nobody to answer, nothing to debug
+        log.info("%s %s from %s: client went away (%s)", request.method, request.path, request.remote, exc)
+        return web.json_response({"error": "connection lost"}, status=400)
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    except Exception as exc:  # a bug: one line (type and where), never the traceback's flood nor internals
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else "?"
+        detail = " ".join(str(exc).split())[:200]
+        log.error("%s %s: unhandled %s at %s: %s", request.method, request.path, type(exc).__name__, where, detail)
         return web.json_response({"error": "internal server error"}, status=500)
+
+
+def _check_host(request: web.Request) -> None:
+    """A Host header, when sent, must be a plain host[:port]; it is never used to build anything."""
+    host = request.headers.get("Host")
+    if host is None:  # HTTP/1.0
+        return
+    match = _HOST.match(host)
+    if match is None or (match.group(1) is not None and not 0 < int(match.group(1)) < 65536):
+        raise ApiError(400, "the Host header is not a valid host[:port]", "send the server's name or address")
+
+
+def _check_client_rate(request: web.Request) -> None:
+    clients = request.app[CLIENTS]
+    address = request.remote or "unknown"
+    if not clients.allow(address):
+        wait = max(1, int(clients.wait_s(address) + 0.999))
+        raise ApiError(429, "too many requests from your address", f"wait {wait} s and try again", retry_after=wait)
+
+
+def _public_base(request: web.Request) -> str:
+    """Where join links point: the configured public URL, else the address this connection reached."""
+    configured = request.app[CONFIG].public_url
+    if configured:
+        return configured.rstrip("/")
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    scheme = "https" if request.transport is not None and request.transport.get_extra_info("sslcontext") else "http"
+    if not sockname:
+        return ""
+    host, port = sockname[0], sockname[1]
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _is_api(request: web.Request) -> bool:
@@ -148,19 +238,28 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    limit = request.app[CONFIG].limits.max_body_bytes
+    """The request's JSON object: declared as JSON, within the size, time and nesting bounds."""
+    limits = request.app[CONFIG].limits
+    limit = limits.max_body_bytes
+    if request.content_type != "application/json":  # text/plain would let any web page post here without CORS
+        raise ApiError(415, "the request body must be sent as Content-Type: application/json", "send JSON ('{}')")
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body larger than {limit} bytes")
     try:
-        body = await request.read()
+        async with asyncio.timeout(limits.body_timeout_s):
+            body = await request.read()
+    except TimeoutError as exc:
+        raise ApiError(408, f"the request body did not arrive within {limits.body_timeout_s:g} s") from exc
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, f"request body larger than {limit} bytes") from exc
+    except (web.RequestPayloadError, HttpProcessingError, ClientPayloadError) as exc:  # e.g. a bad deflate body
+        raise ApiError(400, "the request body could not be decoded", "check its Content-Encoding") from exc
     if not body:
         return {}
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "the request body is not valid JSON") from exc
+        data = bounded_json.loads(body, bounded_json.JsonBounds(limit, limits.max_json_depth))
+    except bounded_json.JsonRefused as exc:
+        raise ApiError(400, f"the request body is not acceptable JSON: {exc.reason}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return data
@@ -219,9 +318,9 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 async def create_room(request: web.Request) -> web.Response:
-    await _json_body(request)  # no fields yet, but the body is still bounded and must be JSON if present
-    room = request.app[REGISTRY].create_room()
-    origin = str(request.url.origin())
+    await _json_body(request)  # no fields yet, but the body is still bounded and must be JSON
+    room = request.app[REGISTRY].create_room(request.remote or "unknown")
+    origin = _public_base(request)
     return web.json_response(
         {
             "id": room.id,

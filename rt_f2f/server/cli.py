@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RtF2fError
+
+if TYPE_CHECKING:
+    from .limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,45 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--turn-password", metavar="P", help="TURN password")
     parser.add_argument("--max-rooms", type=int, default=50, help="rooms this server holds at once (default 50)")
     parser.add_argument("--max-participants", type=int, default=4, help="people per room (default 4)")
+    parser.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="base of the join links the server hands out, e.g. https://call.example.org (default: the address it "
+        "listens on; never the request's Host header)",
+    )
+    parser.add_argument(
+        "--max-rooms-per-client", type=int, default=5, help="rooms one client address holds at once (default 5)"
+    )
+    parser.add_argument(
+        "--client-rate",
+        type=float,
+        default=2.0,
+        metavar="N",
+        help="API requests (POST) per second per client address, bursts of 10x (default 2)",
+    )
+    parser.add_argument(
+        "--empty-room-ttl", type=float, default=120.0, metavar="S", help="an empty room expires after S s (default 120)"
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a request's headers, and then its body, must arrive within S s (default 10)",
+    )
+    parser.add_argument(
+        "--max-video-size",
+        default="1280x720",
+        metavar="WxH",
+        help="largest camera picture (its area) one participant may send; larger: refused (default 1280x720)",
+    )
+    parser.add_argument(
+        "--video-budget",
+        type=int,
+        default=24,
+        metavar="N",
+        help="all participants' decoded video together, in pictures of --max-video-size (default 24)",
+    )
     parser.add_argument(
         "--video-codec", choices=("vp8", "h264"), help="force one video codec (default: the browser's first choice)"
     )
@@ -75,18 +117,74 @@ def ice_servers(
     return servers
 
 
+def public_url(url: str | None) -> str | None:
+    """``--public-url``: an http(s) origin with an optional path, nothing a link could be bent with."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise RtF2fError(f"--public-url {url!r} is not an http(s) URL", "write it as https://HOST[:PORT][/PATH]")
+    if parts.query or parts.fragment or parts.username or parts.password or not url.isascii():
+        raise RtF2fError(f"--public-url {url!r} has parts a base URL cannot have", "give scheme, host, port and path")
+    return url.rstrip("/")
+
+
+def video_size(text: str) -> int:
+    """``--max-video-size WxH`` as a pixel count."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()) or int(width) < 16 or int(height) < 16:
+        raise RtF2fError(f"--max-video-size {text!r} is not a picture size", "write it as WIDTHxHEIGHT, e.g. 1280x720")
+    return int(width) * int(height)
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """Every ``serve`` limit flag, checked, as ``Limits``."""
+    from .limits import Limits
+
+    checks = [
+        (args.max_participants >= 2, "--max-participants must be at least 2"),
+        (args.max_rooms >= 1, "--max-rooms must be at least 1"),
+        (args.max_rooms_per_client >= 1, "--max-rooms-per-client must be at least 1"),
+        (args.client_rate > 0, "--client-rate must be above 0"),
+        (args.empty_room_ttl > 0, "--empty-room-ttl must be above 0"),
+        (args.request_timeout > 0, "--request-timeout must be above 0"),
+        (args.video_budget >= 1, "--video-budget must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise RtF2fError(message, "see rt-f2f serve --help for each limit's default")
+    max_video_pixels = video_size(args.max_video_size)
+    return Limits(
+        max_rooms=args.max_rooms,
+        max_participants=args.max_participants,
+        max_rooms_per_client=args.max_rooms_per_client,
+        client_requests_per_second=args.client_rate,
+        client_burst=max(1, int(10 * args.client_rate)),
+        empty_room_ttl_s=args.empty_room_ttl,
+        header_timeout_s=args.request_timeout,
+        body_timeout_s=args.request_timeout,
+        max_video_pixels=max_video_pixels,
+        max_total_video_pixels=args.video_budget * max_video_pixels,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    import asyncio
     import ssl
 
-    from aiohttp import web
-
     from .app import DEFAULT_WEB_DIR, ServerConfig, create_app
-    from .limits import Limits, MediaSettings
+    from .limits import MediaSettings
     from .lipsync_feed import lipsync_for_server
     from .translate import default_feed_factory
 
-    if args.max_participants < 2 or args.max_rooms < 1:
-        raise RtF2fError("--max-participants must be at least 2 and --max-rooms at least 1")
+    limits = limits_from_args(args)
+    base_url = public_url(args.public_url)
     if not 0 < args.port < 65536:
         raise RtF2fError(f"--port {args.port} is out of range", "use 1..65535")
     ssl_context = None
@@ -102,25 +200,39 @@ def run(args: argparse.Namespace) -> int:
     if not (web_dir / "index.html").is_file():
         raise RtF2fError(f"{web_dir}/index.html not found", "pass --web-dir pointing at the web client folder")
     config = ServerConfig(
-        limits=Limits(max_rooms=args.max_rooms, max_participants=args.max_participants),
+        limits=limits,
         media=MediaSettings(video_codec=args.video_codec),
         ice_servers=ice_servers(args.stun, args.turn, args.turn_user, args.turn_password),
         web_dir=web_dir,
+        public_url=base_url,
     )
     lipsync = lipsync_for_server(args.checkpoint_path, args.lipsync_backend)  # a bad checkpoint fails here
     if lipsync is not None:
         print(f"rt-f2f: lip-sync on ({lipsync.backend_name}, {lipsync.checkpoint})", flush=True)
     scheme = "https" if ssl_context else "http"
     print(f"rt-f2f: serving on {scheme}://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    app = create_app(config, default_feed_factory(lipsync=lipsync))
     try:
-        web.run_app(
-            create_app(config, default_feed_factory(lipsync=lipsync)),
-            host=args.host,
-            port=args.port,
-            ssl_context=ssl_context,
-            print=None,
-            access_log=None,
-        )
+        asyncio.run(_serve(app, args.host, args.port, ssl_context))
+    except KeyboardInterrupt:
+        pass
     except OSError as exc:
         raise RtF2fError(f"cannot listen on {args.host}:{args.port}: {exc}", "pick another --port or --host") from exc
     return 0
+
+
+async def _serve(app, host: str, port: int, ssl_context) -> None:
+    """Run until interrupted, on the guarded runner (aiohttp's web.run_app would build its own)."""
+    import asyncio
+
+    from aiohttp import web
+
+    from .app import make_runner
+
+    runner = make_runner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -8,6 +8,7 @@ once and an operator can change them from the command line.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 
@@ -26,8 +27,20 @@ class Limits:
     max_pending_joins: int = 8  # offers being answered at once (ICE gathering, DTLS setup)
     connect_timeout_s: float = 15.0  # offer answered -> connection must be up by then
     idle_timeout_s: float = 8.0  # no media or message for this long -> the participant is gone
-    empty_room_ttl_s: float = 600.0  # an empty room keeps its link alive this long
+    empty_room_ttl_s: float = 120.0  # an empty room keeps its link alive this long (never joined: the same)
     room_ttl_s: float = 12 * 3600.0  # no room lives longer
+    max_json_depth: int = 16  # nesting of any JSON document (HTTP body or data-channel message)
+    # one client address: requests per second sustained (bursts of ``client_burst``), rooms it holds at once
+    client_requests_per_second: float = 2.0
+    client_burst: int = 20
+    max_rooms_per_client: int = 5
+    max_tracked_clients: int = 10000  # addresses remembered for rate limiting (least recently seen forgotten)
+    header_timeout_s: float = 10.0  # a connection must deliver a request's headers this soon (slowloris)
+    body_timeout_s: float = 10.0  # and its body this soon after the headers
+    retry_after_s: int = 30  # what a 503 or 429 tells the client to wait
+    # decoded video: the largest picture one participant may send, and all participants' together
+    max_video_pixels: int = 1280 * 720
+    max_total_video_pixels: int = 24 * 1280 * 720
 
 
 @dataclass(frozen=True)
@@ -68,3 +81,39 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+    def wait_s(self) -> float:
+        """Seconds until the next event would be allowed."""
+        if self.rate <= 0:
+            return float("inf")
+        tokens = min(self.burst, self._tokens + (self._clock() - self._last) * self.rate)
+        return max(0.0, (1.0 - tokens) / self.rate)
+
+
+class ClientLimiter:
+    """Per-address token buckets, so one client (one script, one page in many tabs) cannot take every room.
+
+    Remembers at most ``max_clients`` addresses, forgetting the least recently seen: an attacker with many addresses
+    can reset buckets, never grow this table.
+    """
+
+    def __init__(self, rate: float, burst: float, max_clients: int, clock=time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def allow(self, address: str) -> bool:
+        bucket = self._buckets.pop(address, None)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, self._clock)
+        self._buckets[address] = bucket
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return bucket.allow()
+
+    def wait_s(self, address: str) -> float:
+        """Seconds until ``address`` has a token again (0 when it has one now)."""
+        bucket = self._buckets.get(address)
+        return 0.0 if bucket is None else bucket.wait_s()

@@ -13,6 +13,8 @@ the offer's m-lines in order of kind.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import json
 import logging
 import re
@@ -34,6 +36,7 @@ from aiortc import (
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
+from . import bounded_json
 from .errors import ApiError
 from .limits import Limits, MediaSettings, TokenBucket
 from .media import (
@@ -194,11 +197,14 @@ class PeerCallbacks:
     on_message: Callable[[dict[str, Any]], None]
     on_channel_open: Callable[[], None]
     on_gone: Callable[[str], None]
+    # asked when the camera's picture size changes: may the server decode this many more pixels? (server budget)
+    admit_video: Callable[[int], bool] = lambda pixels: True
 
 
 @dataclass
 class PeerCounters:
     decoded_dropped: int = 0
+    oversize_frames: int = 0  # camera frames above the per-participant or the server's pixel budget
     bad_messages: int = 0
     messages_dropped: int = 0
     connected_at: float | None = None
@@ -228,6 +234,8 @@ class Peer:
         self._bucket = TokenBucket(limits.max_messages_per_second, 2 * limits.max_messages_per_second)
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
+        self._json_bounds = bounded_json.JsonBounds(limits.max_message_bytes, limits.max_json_depth)
+        self.video_pixels = 0  # the camera's current picture size, once admitted
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
 
@@ -302,7 +310,32 @@ class Peer:
 
     def _on_video_frame(self, frame: av.VideoFrame) -> None:
         self.last_activity = time.monotonic()
+        pixels = frame.width * frame.height
+        if pixels != self.video_pixels and not self._admit_video(frame):
+            return
         self.callbacks.on_video(frame)
+
+    def _admit_video(self, frame: av.VideoFrame) -> bool:
+        """A new picture size: refuse it above the per-participant cap or the server's budget, and drop this
+        participant (a hostile sender would otherwise keep the server decoding its 4K frames)."""
+        pixels = frame.width * frame.height
+        cap = self.limits.max_video_pixels
+        if pixels <= cap and self.callbacks.admit_video(pixels):
+            self.video_pixels = pixels
+            return True
+        self.counters.oversize_frames += 1
+        if self.counters.oversize_frames == 1:
+            why = f"above this server's cap of {cap} pixels" if pixels > cap else "beyond the server's video budget"
+            log.info("%s: camera sends %dx%d, %s: disconnecting", self.name, frame.width, frame.height, why)
+            self.send(
+                {
+                    "type": "error",
+                    "message": f"your camera sends {frame.width}x{frame.height}, {why}",
+                    "hint": "send a smaller picture (640x480 works everywhere) and join again",
+                }
+            )
+            self.callbacks.on_gone("video too large")
+        return False
 
     def _on_decoded_dropped(self, count: int) -> None:
         self.counters.decoded_dropped += count
@@ -329,9 +362,9 @@ class Peer:
             self._bad_message("messages must be JSON text")
             return
         try:
-            data = json.loads(message)
-        except ValueError:
-            self._bad_message("message is not valid JSON")
+            data = bounded_json.loads(message, self._json_bounds)
+        except bounded_json.JsonRefused as exc:
+            self._bad_message(f"message is not acceptable JSON: {exc.reason}")
             return
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             self._bad_message("message must be a JSON object with a string 'type'")
@@ -383,3 +416,15 @@ class Peer:
         except (TimeoutError, Exception):  # closing a half-open connection may fail; it is gone either way
             log.debug("closing %s's connection did not finish cleanly", self.name, exc_info=True)
         self.channel = None
+        self.video_pixels = 0
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if ctypes.util.find_library("c") else None
+
+
+def return_freed_memory() -> None:
+    """Hand freed heap back to the system (glibc keeps it otherwise): a participant's decoder frames are many
+    megabytes, allocated in worker threads' arenas that glibc does not shrink on its own."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)

@@ -26,10 +26,17 @@ from ..frames import AudioChunk, Caption
 from .errors import ApiError
 from .limits import Limits, MediaSettings
 from .media import WEBRTC_RATE, DecodedAudio, spawn
-from .peer import OfferLayout, Peer, PeerCallbacks, SlotOutput, parse_offer
+from .peer import OfferLayout, Peer, PeerCallbacks, SlotOutput, parse_offer, return_freed_memory
 from .translate import FeedFactory, ListenerFeed
 
 log = logging.getLogger(__name__)
+
+
+def secret_matches(given: Any, expected: str) -> bool:
+    """Constant-time comparison of a client's token or secret (ours are ASCII: anything else cannot match)."""
+    if not isinstance(given, str) or not given.isascii():
+        return False
+    return hmac.compare_digest(given.encode("ascii"), expected.encode("ascii"))
 
 
 @dataclass(eq=False)
@@ -54,9 +61,16 @@ class Room:
     """A call: up to ``limits.max_participants`` people, each hearing the others in their own language."""
 
     def __init__(
-        self, room_id: str, token: str, limits: Limits, settings: MediaSettings, feed_factory: FeedFactory
+        self,
+        room_id: str,
+        token: str,
+        limits: Limits,
+        settings: MediaSettings,
+        feed_factory: FeedFactory,
+        owner: str = "",
     ) -> None:
         self.id = room_id
+        self.owner = owner  # the address that created it, for the per-client room quota
         self.token = token
         self.limits = limits
         self.settings = settings
@@ -70,7 +84,7 @@ class Room:
         self._lock = asyncio.Lock()
 
     def token_matches(self, token: Any) -> bool:
-        return isinstance(token, str) and hmac.compare_digest(token.encode(), self.token.encode())
+        return secret_matches(token, self.token)
 
     @property
     def occupancy(self) -> int:
@@ -297,16 +311,25 @@ class Registry:
         self.rooms: dict[str, Room] = {}
         self.pending_joins = 0
         self._tasks: set[asyncio.Task] = set()
+        self._freed = False  # someone left since the heap was last trimmed
 
     @property
     def participant_count(self) -> int:
         return sum(len(r.participants) for r in self.rooms.values())
 
-    def create_room(self) -> Room:
-        if len(self.rooms) >= self.limits.max_rooms:
-            raise ApiError(503, f"this server already holds {self.limits.max_rooms} rooms", "try again later")
+    def create_room(self, owner: str = "") -> Room:
+        limits = self.limits
+        if sum(1 for r in self.rooms.values() if r.owner == owner) >= limits.max_rooms_per_client:
+            raise ApiError(
+                429,
+                f"your address already holds {limits.max_rooms_per_client} rooms",
+                f"reuse one of them; an empty room expires {limits.empty_room_ttl_s:g} s after it emptied",
+                retry_after=int(limits.empty_room_ttl_s),
+            )
+        if len(self.rooms) >= limits.max_rooms:
+            raise ApiError(503, f"this server already holds {limits.max_rooms} rooms", "try again later")
         room_id = secrets.token_urlsafe(9)
-        room = Room(room_id, secrets.token_urlsafe(24), self.limits, self.settings, self.feed_factory)
+        room = Room(room_id, secrets.token_urlsafe(24), limits, self.settings, self.feed_factory, owner)
         self.rooms[room_id] = room
         return room
 
@@ -321,7 +344,7 @@ class Registry:
         """Answer a participant's offer; returns (participant, answer SDP, number of remote slots)."""
         layout: OfferLayout = parse_offer(sdp, self.limits)
         if self.pending_joins >= self.limits.max_pending_joins:
-            raise ApiError(503, "too many people are joining right now", "try again in a few seconds")
+            raise ApiError(503, "too many people are joining right now", "try again in a few seconds", retry_after=3)
         room.reserve()
         self.pending_joins += 1
         participant = Participant(secrets.token_urlsafe(6), secrets.token_urlsafe(16), name, speak, hear, room)
@@ -336,6 +359,7 @@ class Registry:
                 on_message=lambda message: self._on_message(participant, message),
                 on_channel_open=lambda: self._on_channel_open(participant),
                 on_gone=lambda reason: self.schedule_remove(participant, reason),
+                admit_video=lambda pixels: self._admit_video(participant, pixels),
             ),
         )
         participant.peer = peer
@@ -352,6 +376,16 @@ class Registry:
             self.pending_joins -= 1
         log.info("room %s: %s joined (%s -> %s, %d slots)", room.id, participant.id, speak, hear, layout.slots)
         return participant, answer, layout.slots
+
+    def _admit_video(self, participant: Participant, pixels: int) -> bool:
+        """The server's decoded-video budget: everyone's current picture sizes together, this one's new size."""
+        others = sum(
+            p.peer.video_pixels
+            for room in self.rooms.values()
+            for p in room.participants.values()
+            if p is not participant and p.peer is not None
+        )
+        return others + pixels <= self.limits.max_total_video_pixels
 
     def _on_channel_open(self, participant: Participant) -> None:
         if participant.peer is not None:
@@ -384,12 +418,16 @@ class Registry:
         await participant.room.remove(participant)
         if participant.peer is not None:
             await participant.peer.close()
+        self._freed = True
+
+    def _return_memory(self) -> None:
+        if self._freed:
+            self._freed = False
+            return_freed_memory()
 
     def leave(self, room: Room, participant_id: Any, secret: Any) -> bool:
         participant = room.participants.get(participant_id) if isinstance(participant_id, str) else None
-        if participant is None or not isinstance(secret, str):
-            return False
-        if not hmac.compare_digest(secret.encode(), participant.secret.encode()):  # bytes: any text compares
+        if participant is None or not secret_matches(secret, participant.secret):
             return False
         self.schedule_remove(participant, "left")
         return True
@@ -397,6 +435,7 @@ class Registry:
     async def sweep(self, now: float | None = None) -> None:
         """Drop participants that never connected or went silent, and rooms that are empty or too old."""
         now = time.monotonic() if now is None else now
+        self._return_memory()  # once per sweep, after departures: cheap, and not on the join/leave path
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
                 peer = participant.peer
