@@ -105,6 +105,46 @@ def _plot_waterfall(series: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_clause_waterfall(runs: dict[str, list[dict]], path: Path) -> None:
+    """Every clause of each run as stacked stage bars from its first word's end to its translated speech starting."""
+    import matplotlib.pyplot as plt
+
+    rows = sum(len(clauses) for clauses in runs.values()) + len(runs)
+    fig, ax = plt.subplots(figsize=(10, 0.35 * rows + 1.8))
+    colours: dict[str, str] = {}
+    labels: list[str] = []
+    y = 0
+    for run, clauses in runs.items():
+        labels.append(f"— {run} —")
+        y += 1
+        for clause in clauses:
+            for bar in clause["bars"]:
+                colour = colours.setdefault(bar["stage"], f"C{len(colours) % 10}")
+                ax.barh(
+                    y,
+                    bar["end"] - bar["start"],
+                    left=bar["start"],
+                    color=colour,
+                    label=bar["stage"],
+                )
+            end = clause["bars"][-1]["end"] if clause["bars"] else 0.0
+            ax.text(end, y, f" {end:.1f} s", va="center", fontsize=7)
+            text = clause["clause"]
+            labels.append(text if len(text) <= 40 else text[:38] + "…")
+            y += 1
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=False))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+    ax.set_xlabel("seconds since the clause's first word ended (bar end = ear-voice span)")
+    ax.set_title("Where each clause's time went")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plot_lines(curves: dict[str, dict], path: Path, xlabel: str, ylabel: str, title: str, step: bool = False) -> None:
     import matplotlib.pyplot as plt
 
@@ -137,6 +177,10 @@ def make_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
             if key == "waterfall" and value:
                 path = out_dir / f"waterfall_{name}.png"
                 _plot_waterfall(value, path)
+                made.append(path)
+            elif key == "clause_waterfall" and value:
+                path = out_dir / f"clause_waterfall_{name}.png"
+                _plot_clause_waterfall(value, path)
                 made.append(path)
             elif key.startswith("cdf:") and value:
                 xs = np.sort(np.asarray(value, dtype=float))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .frames import AudioChunk, Caption, SpeechChunk, VideoFrame
+from .priority import lower_this_thread
 from .scheduler import AVScheduler, RealtimeScheduler, ScheduledAudio, ScheduledVideo, SchedulerConfig
 from .speech import INPUT_RATE, SpeechEngine, file_chunks
 
@@ -129,7 +130,11 @@ class FrameSink:
         self.lipsync = None if self._factory is not None else lipsync
         self.config = config
         self.origin_wall = origin_wall
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="rt-f2f-lipsync") if self.enabled else None
+        self._executor = (
+            ThreadPoolExecutor(1, thread_name_prefix="rt-f2f-lipsync", initializer=lower_this_thread)
+            if self.enabled
+            else None
+        )  # off the speech path: a late mouth is skipped, never waited for
         self._inflight: deque[tuple[asyncio.Future, bool]] = deque()  # (output, from the worker), in order
         self._error: BaseException | None = None
         self._in_worker = 0  # frames handed to the worker and not out yet

@@ -45,7 +45,7 @@ class SpeechConfig:
     asr_step_s: float = 1.0  # new audio between two ASR steps
     clauses: ClauseConfig = field(default_factory=ClauseConfig)
     tts_max_speed: float = 1.3  # the TTS speaks up to this much faster while the listener is behind (1: never)
-    tts_first_phrase_words: int | None = 4  # slow voices cut a clause's first phrase after this many words
+    tts_first_phrase_words: int | None = 3  # slow voices cut a clause's first phrase after this many words
     queue_size: int = 32
 
     def __post_init__(self) -> None:
@@ -392,6 +392,8 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         asr_model=args.asr_model,
         asr_window=EncoderWindow.parse(args.asr_window),
+        asr_policy=args.asr_policy,
+        clauses=ClauseConfig.sentences() if args.clauses == "sentences" else ClauseConfig(),
         mt_model=args.mt_model,
         tts_backend=args.tts,
         voice_conversion=not args.no_voice_conversion,
@@ -415,8 +417,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({result.audio.size / result.sample_rate:.1f} s of {config.target} speech)")
     print(f"transcript:  {report['transcript']}")
     print(f"translation: {report['translation']}")
-    if evs["n"]:
-        print(f"ear-voice span p50 {evs['p50']:.2f} s, p95 {evs['p95']:.2f} s ({report['mode']})")
+    if evs["n"] and result.realtime:
+        print(f"ear-voice span p50 {evs['p50']:.2f} s, p95 {evs['p95']:.2f} s (live)")
+        shares = report["waterfall"]["stage_share"]
+        print("where it went (p50): " + ", ".join(f"{k} {v['p50']:.2f} s" for k, v in shares.items()))
+    elif evs["n"]:
+        print(
+            f"ear-voice span p50 {evs['p50']:.2f} s, p95 {evs['p95']:.2f} s (computation-unaware: each clause placed "
+            "at its source time, so it can be negative; add --realtime for what a live listener gets)"
+        )
     return 0
 
 
@@ -436,6 +445,20 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         help="audio Whisper's encoder sees per streaming step: STEP,MIN,PAD seconds (the buffer plus PAD of "
         "silence, rounded up to a multiple of STEP, at least MIN; default %(default)s, ~3-4x cheaper than Whisper's "
         "30 s padding at the same word error rate), or 'full' to pad every step to 30 s",
+    )
+    p.add_argument(
+        "--asr-policy",
+        default="alignatt",
+        choices=("alignatt", "local-agreement"),
+        help="when heard words become final: alignatt (one Whisper pass per step, words well behind the end of the "
+        "audio; default) or local-agreement (two passes must agree: ~0.4 s later)",
+    )
+    p.add_argument(
+        "--clauses",
+        default="phrases",
+        choices=("phrases", "sentences"),
+        help="translation units: phrases of up to 6 words (default, lowest delay) or whole clauses of up to 14 "
+        "words (better translations, seconds more delay)",
     )
     p.add_argument("--mt-model", default=None, help="MT model name or CTranslate2 folder (default: by pair)")
     p.add_argument("--tts", default=None, help="TTS backend: piper, kokoro or espeak (default: by language)")

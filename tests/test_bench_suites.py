@@ -16,7 +16,6 @@ import pytest
 
 from rt_f2f.bench import validate
 from rt_f2f.cli import main
-from rt_f2f.speech import ClauseRecord
 from rt_f2f.stage import LatencyLog, LatencyRecord
 
 
@@ -54,40 +53,6 @@ def test_webrtc_suite_says_why_it_cannot_run(monkeypatch) -> None:
 
 def _record(stage: str, media_in: float, media_out: float, wall_in: float, wall_out: float) -> LatencyRecord:
     return LatencyRecord(stage, media_in, media_out, wall_in, wall_out)
-
-
-def test_speech_waterfall_follows_the_first_clause_through_the_stages() -> None:
-    from benchmarks.suite_speech import first_clause_waterfall
-
-    t0 = 100.0
-    clause = ClauseRecord(0, "he was not an ill disposed young man,", 0.1, 2.7, 0.4, "ele", 5.0, 5.0, 7.0)
-    log = LatencyLog()
-    for rec in (
-        _record("vad", 2.0, 2.0, 102.0, 102.001),
-        _record("vad", 2.75, 2.72, 102.8, 102.801),  # delivered the audio of the clause's last word
-        _record("asr", 2.0, 1.2, 102.0, 103.0),  # committed only part of the clause
-        _record("asr", 3.0, 2.7, 103.0, 104.0),  # committed its last word
-        _record("clauses", 3.0, 2.7, 104.0, 104.0001),
-        _record("mt", 0.1, 0.1, 104.0, 104.2),
-        _record("tts", 0.1, 0.1, 104.2, 104.9),
-        _record("tts", 0.1, 1.5, 104.2, 105.6),
-        _record("vc", 0.1, 0.1, 104.9, 105.0),
-    ):
-        log.add(rec)
-    bars = first_clause_waterfall(SimpleNamespace(clauses=[clause], log=log), t0)
-    by_stage = {b["stage"]: (b["start"], b["end"]) for b in bars}
-    assert [b["stage"] for b in bars] == [
-        "speaker (clause spoken)", "vad", "asr (commit)", "clauses", "mt", "tts (first chunk)", "vc (first chunk)",
-        "listener (translation plays)",
-    ]  # fmt: skip
-    assert by_stage["speaker (clause spoken)"] == pytest.approx((-0.3, 2.3))  # relative to the first word's end
-    assert by_stage["vad"] == pytest.approx((2.4, 2.401))
-    assert by_stage["asr (commit)"] == pytest.approx((2.6, 3.6))  # the call that committed the last word
-    assert by_stage["mt"] == pytest.approx((3.6, 3.8))
-    assert by_stage["tts (first chunk)"] == pytest.approx((3.8, 4.5))  # the first chunk, not the clause's last
-    assert by_stage["vc (first chunk)"] == pytest.approx((4.5, 4.6))
-    assert by_stage["listener (translation plays)"] == pytest.approx((4.6, 6.6))
-    assert first_clause_waterfall(SimpleNamespace(clauses=[], log=log), t0) == []
 
 
 def test_pipeline_bottleneck_costs_are_per_clause() -> None:
@@ -152,11 +117,18 @@ def test_speech_side_suites_report_their_comparisons(tmp_path: Path) -> None:
             "asr real-time factor", "tts compute p50"} <= names["speech"]  # fmt: skip
     figures = {f["name"]: f for f in suites["voice"]["figures"]}
     assert figures["speaker similarity, converted"]["n"] == 2 * 3  # 2 sentences x 3 held-out clips
+    assert {"ear-voice span (today's engine, live) p50", "today's engine / rt-f2f ear-voice span p50"} <= names[
+        "speech"
+    ]
     bars = suites["speech"]["series"]["waterfall"]
-    assert [b["stage"] for b in bars][:2] == ["speaker (clause spoken)", "vad"] and "mt" in {b["stage"] for b in bars}
+    assert [b["stage"] for b in bars][0] == "speaking (first word end -> clause end)" and "MT" in {
+        b["stage"] for b in bars
+    }
     assert all(b["end"] >= b["start"] for b in bars)
     assert suites["speech"]["series"]["cdf:speech ear-voice span (live)"]
+    assert set(suites["speech"]["series"]["clause_waterfall"]) == {"rt-f2f", "today's engine"}
     assert (tmp_path / "waterfall_speech.png").stat().st_size > 1000
+    assert (tmp_path / "clause_waterfall_speech.png").stat().st_size > 1000
 
 
 def test_browser_bench_finds_each_sentence_onset_and_lays_out_the_microphone_file(tmp_path) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 from ..audio import resample
 from ..errors import MediaError, ModelFormatError, ModelMissingError, RtF2fError
 from ..frames import AudioChunk, SpeechChunk, SpeechSegment
+from ..priority import lower_this_thread
 from ..stage import LatencyRecord, Stage
 from .embedding import EMBEDDING_DIM
 from .profile import (
@@ -337,7 +338,9 @@ class VCStage(Stage):
             done.set_result(self.profile.ready)
             return done
         if self._enrolment is None:
-            self._enrolment = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rt-f2f-{self.name}-enrol")
+            self._enrolment = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"rt-f2f-{self.name}-enrol", initializer=lower_this_thread
+            )  # enrolment is off the critical path: converting waiting speech comes first
         return self._enrolment.submit(self.profile.feed_chunk, chunk)
 
     def close(self) -> None:
