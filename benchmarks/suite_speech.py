@@ -141,7 +141,20 @@ def run(ctx: BenchContext) -> SuiteResult:
             len(spans),
             better="higher",
         )
-    for label, (run_, _) in runs.items():
+    reference = SAMPLE.with_suffix(".pt.txt")
+    for label, (run_, rep) in runs.items():
+        if reference.exists() and not ctx.quick:  # the quick run hears only the first 6 s
+            from benchmarks.simulst import translation_quality
+
+            quality = translation_quality(rep["translation"].lower(), " ".join(reference.read_text().split()))
+            result.add(
+                f"translation chrF ({label})",
+                quality["chrf"],
+                "chrF",
+                1,
+                better="higher",
+                note="against examples/en_sample.pt.txt: what phrase-level chunking costs the translation",
+            )
         result.add(f"clauses ({label})", len(run_.clauses), "clauses", 1, better="none")
         result.add(
             f"words translated ({label})",

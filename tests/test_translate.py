@@ -53,10 +53,12 @@ def test_translate_writes_lipsynced_portuguese_with_captions(talking, tmp_path: 
     )  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     report = json.loads(report_path.read_text())
-    # the delay never went above --max-delay, and every input frame was shown or counted
-    assert report["output_delay"]["max_s"] <= 4.0
-    assert all(p["delay_s"] <= 4.0 for p in report["output_delay"]["over_time"])
+    # nothing said is lost; speech later than --max-delay is kept and recorded as over the bound
     sched = report["scheduler"]
+    assert sched["clauses_dropped"] == 0 and sched["clauses_placed"] >= 1
+    late = [p for p in report["output_delay"]["over_time"] if p["delay_s"] > 4.0 + 1e-6]
+    assert not late or sched["clauses_over_bound"] >= 1
+    # every input frame was shown or counted
     assert sched["video_shown"] + sum(sched["video_dropped"].values()) == int(SECONDS * 25)
     assert sched["av_offset_in_bt1359"] == 1.0
     assert report["lipsync"]["enabled"] and report["lipsync"]["frames_rendered"] > 0
@@ -94,7 +96,10 @@ def test_without_checkpoint_the_delayed_video_passes_through(talking, tmp_path: 
     assert "no --checkpoint_path" in err
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["lipsync"]["enabled"] is False and report["mode"] == "realtime"
-    assert report["output_delay"]["max_s"] is None or report["output_delay"]["max_s"] <= 4.0
+    sched = report["scheduler"]
+    assert sched["clauses_dropped"] == 0  # the default keeps every clause, live too
+    if report["output_delay"]["max_s"] is not None and report["output_delay"]["max_s"] > 4.0:
+        assert sched["clauses_over_bound"] >= 1  # late speech is kept and reported, never hidden
     # frames are the source frames, unchanged but for the codec: the first output frame is the first input frame
     first_in = next(read_frames(talking["video"])).image.astype(int)
     first_out = next(read_frames(out)).image.astype(int)
