@@ -65,6 +65,11 @@ class CostModel:
     _sizes: list[int] = field(default_factory=list)  # sorted batch sizes observed
     _cost: dict[int, float] = field(default_factory=dict)
 
+    @property
+    def observed(self) -> list[int]:
+        """Batch sizes whose cost has been measured, smallest first."""
+        return list(self._sizes)
+
     def observe(self, n: int, seconds: float) -> None:
         if n < 1 or not math.isfinite(seconds) or seconds < 0:
             return
@@ -440,8 +445,10 @@ class BatchCore:
 class SharedGenerator:
     """One generator, one thread running its batches, any number of streams (threads) submitting frames.
 
-    ``calibrate`` runs batches of 1 and ``max_batch`` frames before serving, so the first deadlines are planned
-    with measured costs rather than guesses. Use as a context manager, or call ``close``.
+    ``calibrate`` runs batches of 1, ``max_batch / 4`` and ``max_batch`` frames before serving, so the first
+    deadlines are planned with measured costs rather than guesses; ``cost`` hands over a model already learned (by
+    an earlier shared generator on the same backend), which it goes on learning. Use as a context manager, or call
+    ``close``.
     """
 
     def __init__(
@@ -452,11 +459,12 @@ class SharedGenerator:
         margin_s: float = 0.002,
         max_wait_s: float | None = None,
         calibrate: bool = True,
+        cost: CostModel | None = None,
     ) -> None:
         self.backend = backend
         self.max_batch = int(max_batch or backend.max_batch)
         self.clock = clock
-        self.core = BatchCore(self.max_batch, CostModel(), clock, margin_s, max_wait_s)
+        self.core = BatchCore(self.max_batch, cost or CostModel(), clock, margin_s, max_wait_s)
         self._cond = threading.Condition()
         self._closed = False
         if calibrate:
