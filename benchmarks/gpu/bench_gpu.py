@@ -238,6 +238,7 @@ def generator_suite(plan: Plan, progress: Callable[[str], None]) -> tuple[SuiteR
         result.settings["cuda graphs"] = "not measured: CUDA only"
     _compile_points(plan, result, per_precision_layout, progress)
     _host_path(plan, result, best, progress)
+    _onnxruntime(plan, result, progress)
     _parity(plan, result)
     result.settings["best"] = {k: v for k, v in best.items() if k != "fps"}
     return result, best
@@ -320,6 +321,42 @@ def _host_path(plan: Plan, result: SuiteResult, best: dict[str, Any], progress: 
         result.add(f"backend fps with host copies, {backend.name}, batch {batch}", fps, "frames/s", batch, "higher",
                    note="numpy in and out, as LipSyncStream calls it")  # fmt: skip
         progress(f"  backend {backend.name} batch {batch} (host copies): {fps:.0f} frames/s")
+
+
+def _onnxruntime(plan: Plan, result: SuiteResult, progress: Callable[[str], None]) -> None:
+    """ONNX Runtime's CUDA provider, where its package offers one (the GPU wheel is far over a carry's 64 MiB)."""
+    if not plan.device.startswith("cuda"):
+        return
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        result.settings["onnxruntime"] = "not measured: onnxruntime is not installed"
+        return
+    providers = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in providers:
+        result.settings["onnxruntime"] = (
+            f"not measured: no CUDA provider in onnxruntime {ort.__version__} ({providers})"
+        )
+        return
+    import tempfile
+
+    from benchmarks.suite_lipsync import shared_checkpoint
+    from rt_f2f.lipsync.backends import OnnxRuntimeBackend
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="rt-f2f-gpu-onnx-") as tmp:
+            backend = OnnxRuntimeBackend(shared_checkpoint(), cache_dir=tmp, providers=["CUDAExecutionProvider"],
+                                         max_batch=plan.max_batch)  # fmt: skip
+            rng = np.random.default_rng(0)
+            for batch in (8, plan.max_batch):
+                mel = rng.standard_normal((batch, 1, 80, 16)).astype(np.float32)
+                faces = rng.random((batch, 6, 96, 96), dtype=np.float32)
+                fps = throughput(lambda m=mel, f=faces: backend.infer(m, f), batch, plan.device, plan.min_seconds)
+                result.add(f"backend fps with host copies, onnxruntime CUDA fp32, batch {batch}", fps, "frames/s",
+                           batch, "higher")  # fmt: skip
+                progress(f"  onnxruntime CUDA batch {batch}: {fps:.0f} frames/s")
+    except Exception as exc:  # export or session creation: say why, keep the torch figures
+        result.settings["onnxruntime"] = f"failed: {type(exc).__name__}: {exc}"[:300]
 
 
 def _parity(plan: Plan, result: SuiteResult) -> None:

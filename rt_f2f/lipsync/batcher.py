@@ -103,8 +103,9 @@ class CostModel:
 class RenderTicket:
     """``size`` frames of one stream handed to the batcher; ready when every one is rendered or skipped.
 
-    ``outputs`` holds the generator's (size, 3, 96, 96) results where ``rendered`` is True; the other frames were
-    skipped (they could not be rendered by ``deadline``) or failed with ``error``.
+    ``output(i)`` is frame ``i``'s (3, 96, 96) result (a view into its batch's output, not a copy) where
+    ``rendered[i]`` is True; the other frames were skipped (they could not be rendered by ``deadline``) or failed
+    with ``error``.
     """
 
     def __init__(
@@ -115,7 +116,7 @@ class RenderTicket:
         self.size = size
         self.deadline = deadline
         self.submitted = submitted
-        self.outputs = np.zeros((size, *OUT_SHAPE), np.float32)
+        self._rows: list[np.ndarray | None] = [None] * size
         self.rendered = np.zeros(size, bool)
         self.finished: float | None = None  # clock time when the last frame was settled
         self.error: BaseException | None = None
@@ -137,6 +138,20 @@ class RenderTicket:
     def skipped(self) -> int:
         """Frames settled without a render (late or failed); only final once ``ready``."""
         return int(self.size - self.rendered.sum()) - self._left
+
+    def output(self, i: int) -> np.ndarray:
+        row = self._rows[i]
+        if row is None:
+            raise LookupError(f"frame {i} of this ticket was not rendered")
+        return row
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """(size, 3, 96, 96): every frame's result, zeros where it was not rendered."""
+        if not self.size:
+            return np.zeros((0, *OUT_SHAPE), np.float32)
+        zeros = np.zeros(OUT_SHAPE, np.float32)
+        return np.stack([zeros if row is None else row for row in self._rows])
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
@@ -404,7 +419,7 @@ class BatchCore:
         ready = []
         for it, out in zip(batch.items, outputs, strict=True):
             ticket = it.ticket
-            ticket.outputs[it.index] = out
+            ticket._rows[it.index] = out
             ticket.rendered[it.index] = True
             counts = self._counts(ticket.stream)
             counts.rendered += 1

@@ -282,7 +282,7 @@ class LipSyncStream:
         if ticket.error is not None:
             raise ticket.error
         if ticket.rendered[i]:
-            p.output = output_to_rgb(ticket.outputs[i : i + 1])[0]
+            p.output = output_to_rgb(ticket.output(i)[None])[0]
         else:
             p.skipped = True
             self.stats.frames_skipped_late += 1
