@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from ..stage import Stage
 from .composite import Blender, build_input, crop_face, output_to_rgb
 from .faces import DEFAULT_PADS, FaceBox, FaceTracker, MediaPipeDetector
 from .mel import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, N_FFT, SAMPLE_RATE, melspectrogram
+
+if TYPE_CHECKING:
+    from .batcher import RenderTicket
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ class _Pending:
     wall_in: float
     output: np.ndarray | None = None
     crop: np.ndarray | None = None  # the 96x96 face the output was generated from (colour reference)
-    ticket: Any = None  # (RenderTicket, index) while a shared generator renders it
+    ticket: tuple[RenderTicket, int] | None = None  # (its ticket, its index there) while a shared generator renders it
     skipped: bool = False  # the shared generator skipped it: it goes out as it came
 
     @property
