@@ -6,6 +6,7 @@ function of its size, in a small discrete-event simulation: no wall-clock timing
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -324,3 +325,24 @@ def test_closing_skips_pending_frames_and_counts_them():
     assert ticket.ready and ticket.skipped == 2 and shared.stats.skipped_late == 2
     with pytest.raises(RuntimeError, match="closed"):
         shared.submit("a", *inputs(1, 0.1), deadline=shared.clock() + 1.0)
+
+
+async def test_an_event_loop_awaits_a_ticket_without_blocking():
+    backend = BrightGenerator(seconds=0.01)
+    with SharedGenerator(backend, max_batch=4, calibrate=False) as shared:
+        ticket = shared.submit("a", *inputs(4, 0.1), deadline=shared.clock() + 5.0)  # a full batch: runs at once
+        ticks = 0
+
+        async def count() -> None:
+            nonlocal ticks
+            while not ticket.ready:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count())
+        assert await ticket.wait_async() is ticket
+        await counter
+    assert ticket.rendered.all() and ticks > 0  # the loop kept running while the batch rendered
+    seen = []
+    ticket.add_done_callback(seen.append)  # already ready: called at once
+    assert seen == [ticket]

@@ -391,6 +391,7 @@ class StreamRun:
     lags: list[float]
     mean_batch: float
     feeder_behind_p95: float  # how late the driver handed frames over (host-bound when large)
+    skip_spread: float = 0.0  # largest minus smallest share of frames skipped per stream (fairness under overload)
 
     @property
     def skip_share(self) -> float:
@@ -431,12 +432,15 @@ def synthetic_streams(backend: Any, n: int, seconds: float, max_batch: int, cost
                 ticket = shared.submit(s, mels[s % len(mels)], faces[s % len(faces)], t0 + due + BUDGET_S)
                 tickets.append((t0 + due, ticket))
                 i += 1
+        give_up = time.monotonic() + 10.0  # a wedged generator ends the step, its frames counted as skipped
         for _, t in tickets:
-            t.wait(timeout=10.0)
-        stats = shared.stats
+            t.wait(timeout=max(0.0, give_up - time.monotonic()))
+    stats = shared.stats
     lags = [t.finished - due for due, t in tickets if t.ready and t.rendered.all()]
+    shares = [c.skipped_late / c.submitted for c in stats.streams.values() if c.submitted]
     return StreamRun(n, stats.submitted, stats.rendered, stats.skipped_late + stats.failed, lags, stats.mean_batch,
-                     float(np.percentile(behind, 95)) if behind else 0.0)  # fmt: skip
+                     float(np.percentile(behind, 95)) if behind else 0.0,
+                     max(shares) - min(shares) if shares else 0.0)  # fmt: skip
 
 
 class _FixedTracker:
@@ -528,6 +532,9 @@ def _ramp(result: SuiteResult, label: str, counts: tuple[int, ...], run: Callabl
         result.add(f"{label}, {n} streams: mean batch", r.mean_batch, "frames", max(1, r.rendered), "none")
         result.add(f"{label}, {n} streams: driver behind schedule p95", r.feeder_behind_p95, "s", max(1, r.frames),
                    note="how late the host handed frames over: large means the host, not the GPU, is the limit")  # fmt: skip
+        if r.skipped:
+            result.add(f"{label}, {n} streams: skipped share spread between streams", 100 * r.skip_spread,
+                       "percentage points", n, note="fairness: how unevenly the skips fell")  # fmt: skip
         curve["batch"].append(n)
         curve["fps"].append(r.rendered / plan.stream_seconds)
         if r.lags:

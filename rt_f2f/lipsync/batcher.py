@@ -22,6 +22,7 @@ backend, streams hold a ``GeneratorClient`` as their backend (it has ``submit`` 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import math
@@ -126,6 +127,8 @@ class RenderTicket:
         self._unbatched = size
         self._left = size
         self._event = threading.Event()
+        self._callbacks: list[Callable[[RenderTicket], None]] = []
+        self._lock = threading.Lock()
         if size == 0:
             self.finished = submitted
             self._event.set()
@@ -156,11 +159,34 @@ class RenderTicket:
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
 
+    def add_done_callback(self, fn: Callable[[RenderTicket], None]) -> None:
+        """Call ``fn(ticket)`` once it is ready: at once if it is, else on the thread that settles its last frame."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+    async def wait_async(self) -> RenderTicket:
+        """Await readiness from an event loop without blocking it (the asyncio side of the threaded driver)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[RenderTicket] = loop.create_future()
+
+        def wake(ticket: RenderTicket) -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(ticket))
+
+        self.add_done_callback(wake)
+        return await done
+
     def _settle_one(self, now: float) -> None:
         self._left -= 1
         if self._left <= 0:
             self.finished = now
-            self._event.set()
+            with self._lock:
+                self._event.set()
+                callbacks, self._callbacks = self._callbacks, []
+            for fn in callbacks:
+                fn(self)
 
 
 @dataclass
