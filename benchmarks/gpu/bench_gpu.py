@@ -546,6 +546,27 @@ def _ramp(result: SuiteResult, label: str, counts: tuple[int, ...], run: Callabl
     return held
 
 
+def batcher_host_cost(max_batch: int, frames: int = 4096) -> float:
+    """Seconds of host time the batching policy spends per frame (submit, plan, stack the batch, settle), measured
+    on its own with a generator that costs nothing: the ceiling it puts on frames/s per host thread."""
+    from rt_f2f.lipsync.batcher import BatchCore, CostModel
+
+    rng = np.random.default_rng(0)
+    mel = rng.standard_normal((1, 1, 80, 16)).astype(np.float32)
+    faces = rng.random((1, 6, 96, 96), dtype=np.float32)
+    out = np.zeros((max_batch, 3, 96, 96), np.float32)
+    clock = [0.0]
+    core = BatchCore(max_batch, CostModel(fixed=0.001, per_frame=1e-5), lambda: clock[0])
+    start = time.perf_counter()
+    for i in range(frames):
+        core.submit(i % 256, mel, faces, clock[0] + 0.09)
+        clock[0] += 1e-5
+        batch = core.take()
+        if batch is not None:
+            core.finish(batch, out[: len(batch)])
+    return (time.perf_counter() - start) / frames
+
+
 def streams_suite(plan: Plan, best: dict[str, Any], progress: Callable[[str], None]) -> SuiteResult:
     from rt_f2f.lipsync.stream import LOOKAHEAD_S
 
@@ -562,6 +583,9 @@ def streams_suite(plan: Plan, best: dict[str, Any], progress: Callable[[str], No
         cost = calibration.core.cost
     for n in cost.observed:
         result.add(f"batch cost as the batcher learned it, batch {n}", cost.estimate(n), "s", 1)
+    host = batcher_host_cost(mb)
+    result.add("batcher host time per frame", 1e6 * host, "us", 4096,
+               note="submit + plan + stack + settle, with a free generator: 1 / this is its frames/s ceiling")  # fmt: skip
     held = _ramp(result, "synthetic streams", plan.stream_counts,
                  lambda n: synthetic_streams(backend, n, seconds, mb, cost), plan, 0.60, progress)  # fmt: skip
     result.add("concurrent 25-fps streams held, shared generator (synthetic streams)", held, "streams", 1, "higher",
