@@ -316,6 +316,16 @@ def test_a_generator_error_reaches_the_stream_and_the_generator_serves_on():
         assert [f.index for f in ok.flush()] == [0]
 
 
+def test_the_driver_widens_its_margin_by_how_late_it_wakes():
+    with SharedGenerator(BrightGenerator(), max_batch=4, calibrate=False, margin_s=0.002) as shared:
+        shared.learn_wake(0.03)
+        assert shared.core.margin_s == pytest.approx(0.032)
+        shared.learn_wake(0.0)  # punctual wake-ups let it shrink slowly
+        assert shared.core.margin_s == pytest.approx(0.002 + 0.03 * 0.98)
+        shared.learn_wake(5.0)  # one stall (a GC pause, a swapped page) does not push it past the cap
+        assert shared.core.margin_s == pytest.approx(0.052)
+
+
 def test_closing_skips_pending_frames_and_counts_them():
     backend = BrightGenerator()
     shared = SharedGenerator(backend, max_batch=4, calibrate=False)

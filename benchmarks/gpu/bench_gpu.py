@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -494,8 +494,8 @@ def full_streams(backend: Any, n: int, seconds: float, max_batch: int, cost: Any
                 for s in owned:
                     if streams[s].pending:
                         mine_lags += [time.monotonic() - pushed.pop((s, f.index)) for f in streams[s].poll()]
-                if i >= len(schedule) and time.monotonic() - t0 > seconds + 5.0:
-                    break  # frames still held after 5 s: they count as not rendered
+                if time.monotonic() - t0 > seconds + 5.0:
+                    break  # a host this far behind has failed the step: frames not out by now count as skipped
                 nxt = t0 + schedule[i][0] if i < len(schedule) else now + 0.002
                 time.sleep(max(0.0, min(nxt - time.monotonic(), 0.002)))
             with lock:
@@ -567,7 +567,25 @@ def batcher_host_cost(max_batch: int, frames: int = 4096) -> float:
     return (time.perf_counter() - start) / frames
 
 
-def streams_suite(plan: Plan, best: dict[str, Any], progress: Callable[[str], None]) -> SuiteResult:
+class SleepGenerator:
+    """A stand-in generator that only waits ``fixed_s + per_frame_s * n`` per batch (no model, no device): with it the
+    streams part measures what the host side (drivers, streams, batcher) sustains for a generator of that cost."""
+
+    max_batch = 128
+
+    def __init__(self, fixed_s: float, per_frame_s: float) -> None:
+        self.fixed_s, self.per_frame_s = fixed_s, per_frame_s
+        self.name = f"simulated generator ({1000 * fixed_s:g} ms + {1000 * per_frame_s:g} ms per frame)"
+        self._out = np.zeros((self.max_batch, 3, 96, 96), np.float32)
+
+    def infer(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        time.sleep(self.fixed_s + self.per_frame_s * len(mel))
+        return self._out[: len(mel)]
+
+
+def streams_suite(
+    plan: Plan, best: dict[str, Any], progress: Callable[[str], None], simulated: SleepGenerator | None = None
+) -> SuiteResult:
     from rt_f2f.lipsync.stream import LOOKAHEAD_S
 
     result = SuiteResult("gpu-streams", settings={
@@ -576,8 +594,10 @@ def streams_suite(plan: Plan, best: dict[str, Any], progress: Callable[[str], No
         "lookahead s (audio ahead)": LOOKAHEAD_S, "frame size": FRAME_SIZE})  # fmt: skip
     from rt_f2f.lipsync.batcher import SharedGenerator
 
-    backend = make_backend(plan, best)
+    backend = simulated or make_backend(plan, best)
     result.settings["backend"] = backend.name
+    if simulated is not None:
+        result.settings["generator"] = "simulated: no model runs, so these figures are the host side's capacity only"
     seconds, mb = plan.stream_seconds, plan.max_batch
     with SharedGenerator(backend, max_batch=mb) as calibration:  # once: every step goes on learning this model
         cost = calibration.core.cost
@@ -696,8 +716,19 @@ def _run_part(name: str, fn: Callable[[], SuiteResult], progress: Callable[[str]
     return result
 
 
-def run(device: str, quick: bool, budget_s: float, parts: list[str], progress: Callable[[str], None]) -> dict:
+def run(
+    device: str,
+    quick: bool,
+    budget_s: float,
+    parts: list[str],
+    progress: Callable[[str], None],
+    simulated: SleepGenerator | None = None,
+) -> dict:
     plan = make_plan(device, quick, budget_s)
+    if simulated is not None:  # the GPU plan's stream counts and batch, against the stand-in generator
+        gpu = make_plan("cuda", quick, budget_s)
+        plan = replace(plan, batches=(1, SleepGenerator.max_batch), stream_counts=gpu.stream_counts,
+                       full_stream_counts=gpu.full_stream_counts, stream_seconds=gpu.stream_seconds)  # fmt: skip
     results: list[SuiteResult] = []
     best: dict[str, Any] = {"precision": "fp32", "layout": "contiguous", "kind": "eager"}
     if "generator" in parts:
@@ -710,7 +741,7 @@ def run(device: str, quick: bool, budget_s: float, parts: list[str], progress: C
         results.append(_run_part("gpu-generator", gen, progress))
         best = holder.get("best", best)
     if "streams" in parts:
-        results.append(_run_part("gpu-streams", lambda: streams_suite(plan, best, progress), progress))
+        results.append(_run_part("gpu-streams", lambda: streams_suite(plan, best, progress, simulated), progress))
     if results and results[0].suite == "gpu-generator" and results[0].status == "ok":
         start = time.perf_counter()
         compile_points(plan, results[0], progress)
@@ -726,6 +757,7 @@ def run(device: str, quick: bool, budget_s: float, parts: list[str], progress: C
             "device": device,
             "suites": [r.suite for r in results],
             "budget_s": budget_s,
+            "simulated generator": simulated.name if simulated else None,
             "command": "python -m benchmarks.gpu.bench_gpu " + " ".join(sys.argv[1:]),
         },  # fmt: skip
         "suites": [r.to_json() for r in results],
@@ -755,7 +787,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=420.0, help="stop adding points past this many seconds")
     p.add_argument("--parts", nargs="+", choices=("generator", "streams", "speech"),
                    default=["generator", "streams", "speech"])  # fmt: skip
+    p.add_argument("--simulate-generator", metavar="FIXED_MS,PER_FRAME_MS",
+                   help="streams only: replace the model by a wait of this cost per batch, to measure the host side")  # fmt: skip
     args = p.parse_args(argv)
+    simulated = None
+    if args.simulate_generator:
+        try:
+            fixed_ms, per_frame_ms = (float(v) for v in args.simulate_generator.split(","))
+        except ValueError:
+            p.error("--simulate-generator takes two numbers in ms, e.g. 2,0.05")
+        if args.parts != ["streams"]:
+            p.error("--simulate-generator measures the streams only: add --parts streams")
+        simulated = SleepGenerator(fixed_ms / 1000, per_frame_ms / 1000)
     if args.device.startswith("cuda") and not _torch().cuda.is_available():
         print("bench_gpu: error: --device cuda: torch sees no CUDA device (hint: run on the GPU machine, or use "
               "--device cpu)", file=sys.stderr)  # fmt: skip
@@ -764,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    report = run(args.device, args.quick, args.budget_s, args.parts, progress)
+    report = run(args.device, args.quick, args.budget_s, args.parts, progress, simulated)
     write_report(report, Path(args.out))
     print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'report.md'}")
     return 0

@@ -39,6 +39,8 @@ from .backends import FACE_SHAPE, MEL_SHAPE, OUT_SHAPE, check_inputs
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+MAX_WAKE_SLACK = 0.05  # seconds: the most margin the driver adds for its own late wake-ups
+WAKE_SLACK_DECAY = 0.98  # per timed wait: the learned slack halves over ~35 punctual wake-ups
 _EPS = 1e-9  # clock arithmetic slack: a frame finishing a nanosecond past its deadline is on time
 
 
@@ -506,6 +508,8 @@ class SharedGenerator:
         self.max_batch = int(max_batch or backend.max_batch)
         self.clock = clock
         self.core = BatchCore(self.max_batch, cost or CostModel(), clock, margin_s, max_wait_s)
+        self.base_margin_s = margin_s
+        self.wake_slack = 0.0  # learned: how late the driver thread has been waking (see learn_wake)
         self._cond = threading.Condition()
         self._closed = False
         if calibrate:
@@ -555,7 +559,12 @@ class SharedGenerator:
                     if batch is not None:
                         break
                     wait = self.core.wait_time()
-                    self._cond.wait(timeout=None if wait is None else max(wait, 1e-4))
+                    if wait is None:
+                        self._cond.wait()
+                        continue
+                    target = self.clock() + wait
+                    if not self._cond.wait(timeout=max(wait, 1e-4)):  # timed out: it meant to be back at target
+                        self.learn_wake(self.clock() - target)
             try:
                 outputs = self.backend.infer(batch.mel, batch.faces)
             except Exception as exc:  # the error goes to every stream in the batch; the generator serves on
@@ -565,6 +574,14 @@ class SharedGenerator:
                 continue
             with self._cond:
                 self.core.finish(batch, outputs)
+
+    def learn_wake(self, late: float) -> None:
+        """Widen the core's margin by how late this thread wakes (a decaying maximum, at most ``MAX_WAKE_SLACK``).
+
+        A batch is started at the latest moment its deadlines allow, so a driver that oversleeps (a busy host, the
+        GIL held by stream threads) would make frames miss: the margin grows to what the host has been showing."""
+        self.wake_slack = min(MAX_WAKE_SLACK, max(late, self.wake_slack * WAKE_SLACK_DECAY))
+        self.core.margin_s = self.base_margin_s + self.wake_slack
 
     def close(self) -> None:
         """Stop after the batch in flight; frames still pending are skipped (counted)."""
