@@ -49,7 +49,7 @@ def test_synthetic_streams_account_for_every_frame():
 
 
 def test_full_streams_put_every_frame_out_rendered_or_skipped():
-    run = bench_gpu.full_streams(FastGenerator(), n=2, seconds=0.4, max_batch=8, cost=cost(), workers=1)
+    run = bench_gpu.full_streams(FastGenerator(), n=2, seconds=0.4, max_batch=8, cost=cost(), workers=1, give_up_s=120)
     assert run.frames == 2 * 10
     assert run.rendered + run.skipped == run.frames
     assert len(run.lags) == run.frames  # every frame came out of its stream

@@ -338,21 +338,22 @@ def test_closing_skips_pending_frames_and_counts_them():
 
 
 async def test_an_event_loop_awaits_a_ticket_without_blocking():
-    backend = BrightGenerator(seconds=0.01)
-    with SharedGenerator(backend, max_batch=4, calibrate=False) as shared:
-        ticket = shared.submit("a", *inputs(4, 0.1), deadline=shared.clock() + 5.0)  # a full batch: runs at once
-        ticks = 0
+    gate = threading.Event()
 
-        async def count() -> None:
-            nonlocal ticks
-            while not ticket.ready:
-                ticks += 1
-                await asyncio.sleep(0)
+    class GatedGenerator(BrightGenerator):
+        def infer(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
+            gate.wait(timeout=30)
+            return super().infer(mel, faces)
 
-        counter = asyncio.create_task(count())
-        assert await ticket.wait_async() is ticket
-        await counter
-    assert ticket.rendered.all() and ticks > 0  # the loop kept running while the batch rendered
+    with SharedGenerator(GatedGenerator(), max_batch=4, calibrate=False) as shared:
+        ticket = shared.submit("a", *inputs(4, 0.1), deadline=shared.clock() + 60.0)  # a full batch: runs at once
+        waiter = asyncio.create_task(ticket.wait_async())
+        for _ in range(5):
+            await asyncio.sleep(0)  # the loop runs on while the generator is busy
+        assert not waiter.done()
+        gate.set()
+        assert await asyncio.wait_for(waiter, timeout=30) is ticket
+    assert ticket.rendered.all()
     seen = []
     ticket.add_done_callback(seen.append)  # already ready: called at once
     assert seen == [ticket]
