@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rt_f2f.frames import VideoFrame
 from rt_f2f.lipsync.backends import FACE_SHAPE, MEL_SHAPE
@@ -357,3 +359,24 @@ async def test_an_event_loop_awaits_a_ticket_without_blocking():
     seen = []
     ticket.add_done_callback(seen.append)  # already ready: called at once
     assert seen == [ticket]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n_streams=st.integers(1, 20),
+    budget=st.floats(0.03, 0.2),
+    fixed=st.floats(0.0005, 0.02),
+    per_frame=st.floats(0.0, 0.002),
+    max_batch=st.integers(1, 64),
+)
+def test_any_load_every_frame_is_accounted_and_none_is_rendered_late(n_streams, budget, fixed, per_frame, max_batch):
+    def cost(n: int) -> float:
+        return fixed + per_frame * n
+
+    sim = simulate(n_streams, seconds=0.3, budget=budget, max_batch=max_batch, cost=cost)
+    stats = sim.core.stats
+    assert stats.submitted == n_streams * 7
+    assert stats.submitted == stats.rendered + stats.skipped_late and stats.failed == 0
+    assert stats.late == 0 and sim.core.pending == 0 and sim.core.in_flight == 0
+    assert all(t.ready for t in all_tickets(sim))
+    assert max(sim.batch_sizes, default=0) <= max_batch
