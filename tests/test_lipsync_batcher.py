@@ -276,6 +276,8 @@ def test_many_streams_share_one_generator_in_order_with_every_frame_rendered():
             assert f.image[y1:y2, x1:x2].mean() > 100  # painted by the generator
             assert np.all(f.image[:, x2 + 2 :] == 60)  # untouched outside the face
     assert shared.stats.rendered == 80 and shared.stats.submitted == 80
+    counts = streams[0].backend.close()  # a finished stream leaves the per-stream table; the totals stay
+    assert counts.rendered == 20 and 0 not in shared.stats.streams and shared.stats.rendered == 80
 
 
 def test_a_frame_skipped_as_late_goes_out_unchanged_and_is_counted():

@@ -357,8 +357,12 @@ class BatchCore:
             self._skip(hopeless, now)
 
     def _loss(self, stream: Hashable) -> float:
-        counts = self.stats.streams[stream]
-        return counts.skipped_late / counts.submitted
+        counts = self.stats.streams.get(stream)
+        return counts.skipped_late / counts.submitted if counts and counts.submitted else 0.0
+
+    def forget(self, stream: Hashable) -> StreamCounts | None:
+        """Drop a finished stream's counts (the totals keep them), so a long-running server's stats stay bounded."""
+        return self.stats.streams.pop(stream, None)
 
     def _shed(self, now: float) -> None:
         """Overload: skip just enough frames, fairly, that the rest make their deadlines run back to back from now."""
@@ -612,6 +616,11 @@ class GeneratorClient:
         self.stream = stream if stream is not None else id(self)
         self.name = f"shared:{shared.backend.name}"
         self.max_batch = shared.max_batch
+
+    def close(self) -> StreamCounts | None:
+        """The stream is done: its counts leave the shared statistics (returned, for its own report)."""
+        with self.shared._cond:
+            return self.shared.core.forget(self.stream)
 
     def submit(self, mel: np.ndarray, faces: np.ndarray) -> RenderTicket:
         return self.shared.submit(self.stream, mel, faces, self.shared.clock() + self.budget_s, self.required)
