@@ -314,6 +314,8 @@ def test_a_generator_error_reaches_the_stream_and_the_generator_serves_on():
         with pytest.raises(RuntimeError, match="device lost"):
             s.flush()
         assert shared.stats.failed == 1
+        out = s.flush()  # the error was reported once; the frame then goes out as it came, counted
+        assert [f.index for f in out] == [0] and np.all(out[0].image == 60) and s.stats.frames_failed == 1
         backend.fail = False
         ok = stream_on(shared.client(budget_s=0.2, required=True))
         ok.push_video(frame(0))

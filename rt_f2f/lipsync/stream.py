@@ -55,6 +55,7 @@ class StreamStats:
     frames_without_face: int = 0
     frames_without_audio: int = 0  # went out with (partly) made-up silence because audio stalled
     frames_skipped_late: int = 0  # a shared generator could not render them by their deadline: original mouth
+    frames_failed: int = 0  # a shared generator's batch raised (the error went to the caller once): original mouth
     batches: int = 0
     batch_sizes: list[int] = field(default_factory=list)
     audio_samples: int = 0
@@ -282,7 +283,11 @@ class LipSyncStream:
         ticket, i = p.ticket
         if not (ticket.ready or (wait and ticket.wait())):
             return False
-        if ticket.error is not None:
+        if ticket.error is not None:  # raised once; its frames then go out as they came
+            for q in self._queue:
+                if q.ticket is not None and q.ticket[0] is ticket:
+                    q.ticket, q.skipped = None, True
+                    self.stats.frames_failed += 1
             raise ticket.error
         if ticket.rendered[i]:
             p.output = output_to_rgb(ticket.output(i)[None])[0]
