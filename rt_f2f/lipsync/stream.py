@@ -7,6 +7,11 @@ frame in batches) until either ``batch_size`` are ready or the oldest would othe
 of media time (the video clock: the latest frame pts pushed), whichever comes first. Frames leave strictly in arrival order; a frame without a
 face is not sent to the generator but still waits its turn, and is counted.
 
+With a backend that has ``submit`` (a ``batcher.GeneratorClient``: one generator shared by many streams), a batch
+is handed over without waiting; its frames leave once the shared generator settles them (``poll`` collects them
+between pushes). A frame the shared generator skipped as late goes out with its original mouth, counted in
+``frames_skipped_late``.
+
 The mel windows are computed per batch from the buffered audio, aligned to the mel hop on the audio clock, so they
 equal the columns a whole-file ``melspectrogram`` would give (up to the reflect padding at the very start). Audio
 that never arrived for a stretch is silence; if audio stalls entirely, frames more than ``audio_wait_s`` of video
@@ -21,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +36,9 @@ from ..stage import Stage
 from .composite import Blender, build_input, crop_face, output_to_rgb
 from .faces import DEFAULT_PADS, FaceBox, FaceTracker, MediaPipeDetector
 from .mel import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, N_FFT, SAMPLE_RATE, melspectrogram
+
+if TYPE_CHECKING:
+    from .batcher import RenderTicket
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,8 @@ class StreamStats:
     frames_out: int = 0
     frames_without_face: int = 0
     frames_without_audio: int = 0  # went out with (partly) made-up silence because audio stalled
+    frames_skipped_late: int = 0  # a shared generator could not render them by their deadline: original mouth
+    frames_failed: int = 0  # a shared generator's batch raised (the error went to the caller once): original mouth
     batches: int = 0
     batch_sizes: list[int] = field(default_factory=list)
     audio_samples: int = 0
@@ -62,10 +72,12 @@ class _Pending:
     wall_in: float
     output: np.ndarray | None = None
     crop: np.ndarray | None = None  # the 96x96 face the output was generated from (colour reference)
+    ticket: tuple[RenderTicket, int] | None = None  # (its ticket, its index there) while a shared generator renders it
+    skipped: bool = False  # the shared generator skipped it: it goes out as it came
 
     @property
     def done(self) -> bool:
-        return self.box is None or self.output is not None
+        return self.box is None or self.output is not None or self.skipped
 
 
 class LipSyncStream:
@@ -203,6 +215,10 @@ class LipSyncStream:
         """End of stream: finish every queued frame (audio that never came is silence) and return them."""
         return self._pump(final=True)
 
+    def poll(self) -> list[VideoFrame]:
+        """Frames finished since the last call (a shared generator renders in the background)."""
+        return self._pump()
+
     @property
     def pending(self) -> int:
         return len(self._queue)
@@ -219,7 +235,7 @@ class LipSyncStream:
         while True:
             ready: list[_Pending] = []
             for p in self._queue:
-                if p.done:
+                if p.done or p.ticket is not None:
                     continue
                 if len(ready) == self.batch_size or not (final or self._audio_ready(p) or self._stalled(p)):
                     break
@@ -234,7 +250,7 @@ class LipSyncStream:
                 break
             self._run(ready)
         out = []
-        while self._queue and self._queue[0].done:
+        while self._queue and self._settled(self._queue[0], wait=final):
             out.append(self._emit(self._queue.popleft()))
         self._trim_audio()
         return out
@@ -245,6 +261,13 @@ class LipSyncStream:
                 self.stats.frames_without_audio += 1
         faces = np.stack([crop_face(p.frame.image, p.box) for p in batch])
         mel = self._windows([p.mel_start for p in batch])
+        if hasattr(self.backend, "submit"):  # a shared generator: hand the batch over, collect it in _settled
+            ticket = self.backend.submit(mel, build_input(faces))
+            for i, (p, crop) in enumerate(zip(batch, faces, strict=True)):
+                p.ticket, p.crop = (ticket, i), crop
+            self.stats.batches += 1
+            self.stats.batch_sizes.append(len(batch))
+            return
         t0 = time.perf_counter()
         pred = self.backend.infer(mel, build_input(faces))
         self.stats.infer_seconds += time.perf_counter() - t0
@@ -253,9 +276,29 @@ class LipSyncStream:
         self.stats.batches += 1
         self.stats.batch_sizes.append(len(batch))
 
+    def _settled(self, p: _Pending, wait: bool) -> bool:
+        """Whether this frame can leave; takes a shared generator's result (or skip) into it when there is one."""
+        if p.ticket is None or p.done:
+            return p.done
+        ticket, i = p.ticket
+        if not (ticket.ready or (wait and ticket.wait())):
+            return False
+        if ticket.error is not None:  # raised once; its frames then go out as they came
+            for q in self._queue:
+                if q.ticket is not None and q.ticket[0] is ticket:
+                    q.ticket, q.skipped = None, True
+                    self.stats.frames_failed += 1
+            raise ticket.error
+        if ticket.rendered[i]:
+            p.output = output_to_rgb(ticket.output(i)[None])[0]
+        else:
+            p.skipped = True
+            self.stats.frames_skipped_late += 1
+        return True
+
     def _emit(self, p: _Pending) -> VideoFrame:
         self.stats.frames_out += 1
-        if p.box is None:
+        if p.box is None or p.skipped:
             return p.frame
         image = self.blender.paste(p.frame.image, p.box, p.output, p.crop)
         return VideoFrame(image=image, pts=p.frame.pts, index=p.frame.index, source=p.frame.source)
