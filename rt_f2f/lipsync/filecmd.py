@@ -83,23 +83,13 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         help="use only the first video frame (implied for images)",
     )  # fmt: skip
     p.add_argument("--fps", type=float, default=25.0, help="frame rate when --face is an image (default: 25)")
-    p.add_argument(
-        "--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-        help="padding around the detected face in pixels; include the chin (default: 0 10 0 0)",
-    )  # fmt: skip
-    p.add_argument("--resize_factor", type=int, default=1, help="divide the frame size by this (e.g. 2 for 1080p)")
     p.add_argument("--nosmooth", action="store_true", help="do not smooth face boxes over time")
     p.add_argument("--wav2lip_batch_size", type=int, default=128, help="generator batch size (default: 128)")
     p.add_argument(
         "--face_det_batch_size", type=int, default=16, help="frames tracked per face-detector batch (default: 16)"
     )
     p.add_argument("--backend", default=None, help="lip-sync backend: torch, onnxruntime, tensorrt... (default: best)")
-    p.add_argument(
-        "--face_detector", choices=("auto", "mediapipe", "s3fd"), default="auto",
-        help="auto: S3FD if its weights are installed, else mediapipe",
-    )  # fmt: skip
-    p.add_argument("--s3fd_path", default=None, help="S3FD weights (s3fd.pth) for --face_detector s3fd")
-    p.add_argument("--detect_every", type=int, default=5, help="run the detector every N frames; 1 = every frame")
+    add_face_arguments(p, detect_every=5)
     p.add_argument(
         "--crop", type=int, nargs=4, default=[0, -1, 0, -1], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
         help="crop every frame to this region (after --resize_factor and --rotate); -1 = up to the edge",
@@ -116,6 +106,24 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(func=run)
     return p
+
+
+def add_face_arguments(p: argparse.ArgumentParser, detect_every: int) -> None:
+    """The face-finding flags ``lipsync`` and ``preprocess`` share, so training crops are made like inference's."""
+    p.add_argument(
+        "--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+        help="padding around the detected face in pixels; include the chin (default: 0 10 0 0)",
+    )  # fmt: skip
+    p.add_argument("--resize_factor", type=int, default=1, help="divide the frame size by this (e.g. 2 for 1080p)")
+    p.add_argument(
+        "--face_detector", choices=("auto", "mediapipe", "s3fd"), default="auto",
+        help="auto: S3FD if its weights are installed, else mediapipe",
+    )  # fmt: skip
+    p.add_argument("--s3fd_path", default=None, help="S3FD weights (s3fd.pth) for --face_detector s3fd")
+    p.add_argument(
+        "--detect_every", type=int, default=detect_every,
+        help=f"run the detector every N frames; 1 = every frame (default: {detect_every})",
+    )  # fmt: skip
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -306,7 +306,7 @@ class ClipDataset:
         raise self._no_sample()
 
     def _no_sample(self) -> NoSampleError:
-        seconds = [len(self.mel(c)) / MEL_STEPS_PER_SECOND for c in self.clips[:10]]
+        seconds = [(len(self.mel(c)) - 1) / MEL_STEPS_PER_SECOND for c in self.clips[:10]]
         return NoSampleError(
             f"{self.root} ({self.split}): no usable sample in {MAX_TRIES} draws; clips need runs of "
             f"{FRAMES_PER_WINDOW} consecutive face frames and audio covering them (first clips' audio: "
