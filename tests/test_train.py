@@ -192,7 +192,7 @@ def test_syncnet_learns_lip_sync_and_the_generator_learns_from_it(tmp_path):
     data = make_dataset(tmp_path / "DATA")
     expert_dir = tmp_path / "expert"
     cfg = SyncNetConfig(
-        data=data, out=expert_dir, steps=200, batch_size=8, lr=1e-3, eval_every=10**9, eval_batches=1, progress=False
+        data=data, out=expert_dir, steps=500, batch_size=8, lr=1e-3, eval_every=10**9, eval_batches=1, progress=False
     )
     train_syncnet(cfg)
     expert = load_network(expert_dir / "lipsync_expert.pth", "syncnet")
