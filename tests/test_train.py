@@ -113,8 +113,10 @@ def test_syncnet_checkpoints_are_the_released_format_and_resume(small_data, tmp_
         assert {k[len("module.") :] for k in raw["state_dict"]} == set(shapes)
     assert raw["optimizer"]["state"]  # Adam moments, so a resume continues the same run
     load_network(ckpt, "syncnet")  # the inference loader takes it
-    again = train_syncnet(SyncNetConfig(**{**cfg.__dict__, "resume": ckpt}))
+    again = train_syncnet(SyncNetConfig(**{**cfg.__dict__, "resume": ckpt, "lr": 5e-5}))
     assert again["step"] == 4
+    resumed = torch.load(again["checkpoint"], map_location="cpu", weights_only=True)
+    assert resumed["optimizer"]["param_groups"][0]["lr"] == 5e-5  # the rate asked for, not the saved one
     log = json.loads((tmp_path / "e" / "syncnet_log.json").read_text())
     assert [r["step"] for r in log["val"]] == [2, 4] and {"loss", "accuracy"} <= set(log["val"][-1])
     assert (tmp_path / "e" / "syncnet_log.png").stat().st_size > 1000
@@ -192,9 +194,12 @@ def test_syncnet_learns_lip_sync_and_the_generator_learns_from_it(tmp_path):
     data = make_dataset(tmp_path / "DATA")
     expert_dir = tmp_path / "expert"
     cfg = SyncNetConfig(
-        data=data, out=expert_dir, steps=500, batch_size=8, lr=1e-3, eval_every=10**9, eval_batches=1, progress=False
+        data=data, out=expert_dir, steps=400, batch_size=8, lr=1e-3, eval_every=10**9, eval_batches=1, progress=False
     )
-    train_syncnet(cfg)
+    train_syncnet(cfg)  # then settle at a lower rate, resuming the run as a user would
+    train_syncnet(
+        SyncNetConfig(**{**cfg.__dict__, "resume": expert_dir / "lipsync_expert.pth", "steps": 150, "lr": 2e-4})
+    )
     expert = load_network(expert_dir / "lipsync_expert.pth", "syncnet")
     val = ClipDataset(data, "val")  # speech the expert never heard
     rng = np.random.default_rng(123)

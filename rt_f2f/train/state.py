@@ -76,7 +76,10 @@ def restore(
     """Resume ``model`` and ``optimizer`` from ``path`` onto ``device`` (a fresh start when ``path`` is None)."""
     if path is None:
         return Progress()
+    lrs = [g["lr"] for g in optimizer.param_groups]
     progress = load_training_checkpoint(path, kind, model, optimizer)
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr  # the learning rate asked for now, not the one saved with the optimizer state
     model.to(device)
     for state in optimizer.state.values():  # optimizer state loads onto the CPU
         for k, v in state.items():
