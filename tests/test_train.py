@@ -3,7 +3,8 @@
 The learning test trains the real 96 px SyncNet on a synthetic talking face (``talking_fixtures``: a drawn mouth
 that opens with real speech's loudness) and checks held-out in-sync vs off-sync accuracy, then takes generator
 steps against the trained expert and checks that the sync loss falls. It shows the code learns; nothing here
-says anything about the quality of a model trained on real footage.
+says anything about the quality of a model trained on real footage. The learning test costs about 10 CPU-minutes
+(one thread); a trial run of the same schedule reached held-out accuracy 0.825 (chance 0.5).
 """
 
 from __future__ import annotations
