@@ -3,8 +3,9 @@
 The learning test trains the real 96 px SyncNet on a synthetic talking face (``talking_fixtures``: a drawn mouth
 that opens with real speech's loudness) and checks held-out in-sync vs off-sync accuracy, then takes generator
 steps against the trained expert and checks that the sync loss falls. It shows the code learns; nothing here
-says anything about the quality of a model trained on real footage. The learning test costs about 10 CPU-minutes
-(one thread); a trial run of the same schedule reached held-out accuracy 0.825 (chance 0.5).
+says anything about the quality of a model trained on real footage. The learning test costs about 15 CPU-minutes
+(one thread); a trial run of the same schedule reached held-out accuracy 0.825 (chance 0.5), and the generator's
+held-out sync loss went 2.683 -> 2.630 in its 8 steps.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def test_syncnet_learns_lip_sync_and_the_generator_learns_from_it(tmp_path):
             **common,
         )  # fmt: skip
     )
-    held_out = [gen_batch(val, np.random.default_rng(7), 4) for _ in range(3)]
+    held_out = [gen_batch(val, np.random.default_rng(7), 4)]
 
     def mean_sync_loss(path: Path) -> float:
         model = load_wav2lip(path).train()
