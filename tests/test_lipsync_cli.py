@@ -7,7 +7,6 @@ only the mouth region changes, and that bad input fails with a clear message and
 from __future__ import annotations
 
 import argparse
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from media_fixtures import face_photo, write_face_photo, write_speech, write_tal
 from rt_f2f.errors import MediaError, ModelFormatError, RtF2fError
 from rt_f2f.lipsync import filecmd
 from rt_f2f.lipsync.faces import MediaPipeDetector
+from rt_f2f.lipsync.mel import frame_count, mel_steps
 from rt_f2f.video import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_photo_and_speech_make_a_video_of_the_audio_length_with_only_the_mouth_c
     assert main(argv) == 0
     info = probe(out)
     assert info["fps"] == 25.0
-    assert len(info["frames"]) == 25  # 1.0 s of audio at 25 fps
+    assert len(info["frames"]) == 22  # 1.0 s of audio at 25 fps: the original's 22 mel windows, the last clamped
     assert [name for name, _ in info["audio"]] == ["aac"]
     assert abs(info["audio"][0][1] - 1.0) < 0.1
     photo = face_photo(256)
@@ -108,11 +108,11 @@ def test_odd_sized_photo_gives_even_h264_and_keeps_every_pixel(media, tmp_path):
 def test_video_face_loops_when_shorter_and_faceless_frames_pass_through(media, tmp_path):
     out = tmp_path / "from_video.mp4"
     result = filecmd.lipsync_file(shared_checkpoint(), media["clip"], media["speech"], out, batch_size=8)
-    assert result.frames == 25  # the 0.8 s clip plays forward then back to cover 1.0 s of audio
+    assert result.frames == 22  # the 0.8 s clip plays forward then back to cover 1.0 s of audio (22 mel windows)
     assert result.frames_without_face == 2 and result.stats["faceless_indices"] == [6, 7]
     assert result.stats["detector_runs"] < 25  # tracked between detections
     frames = probe(out)["frames"]
-    assert len(frames) == 25
+    assert len(frames) == 22
     # a faceless frame (a plain wall) comes out as it went in
     assert np.abs(frames[6].astype(int) - 200).max() < 4
 
@@ -121,7 +121,7 @@ def test_audio_track_of_a_video_as_the_audio_source(media, tmp_path):
     out = tmp_path / "mp4_audio.mp4"
     result = filecmd.lipsync_file(shared_checkpoint(), media["photo"], media["clip"], out, batch_size=8)
     assert abs(result.audio_seconds - 0.8) < 0.1  # AAC priming may add a frame's worth
-    assert result.frames == math.ceil(result.audio_seconds * 25 - 1e-6)
+    assert result.frames == frame_count(mel_steps(round(result.audio_seconds * 16000)), 25)
     assert len(probe(out)["frames"]) == result.frames
 
 
@@ -135,6 +135,21 @@ def test_parser_keeps_the_original_flags_and_defaults():
     args = parse(["lipsync", "--face", "f.jpg", "--audio", "a.wav", *more])
     assert args.static is True and args.pads == [0, 20, 5, 5] and args.nosmooth and args.resize_factor == 2
     assert parse(["lipsync", "--face", "f", "--audio", "a", "--static"]).static is True
+    args = parse(["lipsync", "--face", "f.mp4", "--audio", "a.wav"])
+    assert args.crop == [0, -1, 0, -1] and args.box == [-1, -1, -1, -1] and not args.rotate and not args.exact
+    more = ["--crop", "0", "400", "10", "-1", "--box", "5", "100", "6", "90", "--rotate", "--exact"]
+    args = parse(["lipsync", "--face", "f.mp4", "--audio", "a.wav", *more])
+    assert args.crop == [0, 400, 10, -1] and args.box == [5, 100, 6, 90] and args.rotate and args.exact
+
+
+@pytest.mark.parametrize(
+    ("flag", "values", "message"),
+    [("--box", ["50", "40", "0", "10"], "--box"), ("--crop", ["0", "-1", "30", "20"], "--crop")],
+)
+def test_boxes_and_crops_that_are_not_regions_are_refused(media, flag, values, message):
+    args = parse(["lipsync", "--face", str(media["photo"]), "--audio", str(media["speech"]), flag, *values])
+    with pytest.raises(RtF2fError, match=message):
+        filecmd.run(args)
 
 
 def test_a_checkpoint_that_is_not_wav2lip_fails_clearly_from_the_command_line(media, tmp_path):

@@ -25,13 +25,16 @@ FACE_SIZE = 96
 
 
 def crop_face(image: np.ndarray, box: FaceBox, size: int = FACE_SIZE) -> np.ndarray:
-    """The (size, size, 3) uint8 crop the generator sees (box pixels, resized; aspect is not kept, as trained)."""
+    """The (size, size, 3) uint8 crop the generator sees (box pixels, resized; aspect is not kept, as trained).
+
+    Resized bilinearly (cv2's default) whatever the box size: the original's training and inference crops were
+    made that way, and the released weights expect their look (area averaging would give softer mouths).
+    """
     x1, y1, x2, y2 = box.ints()
     region = image[y1:y2, x1:x2]
     if region.size == 0:
         raise ValueError(f"empty face box {box.ints()} in a {image.shape[1]}x{image.shape[0]} frame")
-    shrinking = region.shape[0] > size or region.shape[1] > size
-    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return cv2.resize(region, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def build_input(faces: np.ndarray, references: np.ndarray | None = None) -> np.ndarray:

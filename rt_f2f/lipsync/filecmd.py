@@ -8,6 +8,10 @@ the run; frames stream from decoder to encoder (no whole video in memory unless 
 than the audio plays forward then backward (no jump cut); the MP4 is encoded and muxed in-process with PyAV and
 appears atomically. The processing is the same ``LipSyncStream`` the live pipeline uses, so file and live output
 agree.
+
+Reference mode: the generator gets the original ``inference.py``'s inputs (frame count, mel windows, crops) by
+default; ``--exact`` adds fp32 torch and the original's resize and looping. The full list of what matches and
+what differs on purpose is docs/WAV2LIP.md; tests/test_lipsync_parity.py checks it frame by frame.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import MediaError, RtF2fError
+
+if TYPE_CHECKING:
+    from .faces import FaceBox
 
 log = logging.getLogger(__name__)
 
@@ -76,25 +83,47 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         help="use only the first video frame (implied for images)",
     )  # fmt: skip
     p.add_argument("--fps", type=float, default=25.0, help="frame rate when --face is an image (default: 25)")
-    p.add_argument(
-        "--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-        help="padding around the detected face in pixels; include the chin (default: 0 10 0 0)",
-    )  # fmt: skip
-    p.add_argument("--resize_factor", type=int, default=1, help="divide the frame size by this (e.g. 2 for 1080p)")
     p.add_argument("--nosmooth", action="store_true", help="do not smooth face boxes over time")
     p.add_argument("--wav2lip_batch_size", type=int, default=128, help="generator batch size (default: 128)")
     p.add_argument(
         "--face_det_batch_size", type=int, default=16, help="frames tracked per face-detector batch (default: 16)"
     )
     p.add_argument("--backend", default=None, help="lip-sync backend: torch, onnxruntime, tensorrt... (default: best)")
+    add_face_arguments(p, detect_every=5)
+    p.add_argument(
+        "--crop", type=int, nargs=4, default=[0, -1, 0, -1], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+        help="crop every frame to this region (after --resize_factor and --rotate); -1 = up to the edge",
+    )  # fmt: skip
+    p.add_argument(
+        "--box", type=int, nargs=4, default=[-1, -1, -1, -1], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+        help="a fixed face box instead of detection (no --pads added); for a face that barely moves",
+    )  # fmt: skip
+    p.add_argument("--rotate", action="store_true", help="turn the video 90 degrees clockwise (phone videos)")
+    p.add_argument(
+        "--exact", action="store_true",
+        help="reference mode: the generator gets exactly the original inference.py's inputs (fp32 torch, bilinear "
+        "--resize_factor, the video looped by jumping back to its start); slower on CPUs with bf16",
+    )  # fmt: skip
+    p.set_defaults(func=run)
+    return p
+
+
+def add_face_arguments(p: argparse.ArgumentParser, detect_every: int) -> None:
+    """The face-finding flags ``lipsync`` and ``preprocess`` share, so training crops are made like inference's."""
+    p.add_argument(
+        "--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+        help="padding around the detected face in pixels; include the chin (default: 0 10 0 0)",
+    )  # fmt: skip
+    p.add_argument("--resize_factor", type=int, default=1, help="divide the frame size by this (e.g. 2 for 1080p)")
     p.add_argument(
         "--face_detector", choices=("auto", "mediapipe", "s3fd"), default="auto",
         help="auto: S3FD if its weights are installed, else mediapipe",
     )  # fmt: skip
     p.add_argument("--s3fd_path", default=None, help="S3FD weights (s3fd.pth) for --face_detector s3fd")
-    p.add_argument("--detect_every", type=int, default=5, help="run the detector every N frames; 1 = every frame")
-    p.set_defaults(func=run)
-    return p
+    p.add_argument(
+        "--detect_every", type=int, default=detect_every,
+        help=f"run the detector every N frames; 1 = every frame (default: {detect_every})",
+    )  # fmt: skip
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -111,6 +140,22 @@ def _check_args(args: argparse.Namespace) -> None:
         raise RtF2fError(f"--detect_every must be >= 1, got {args.detect_every}", hint)
     if any(p < 0 for p in args.pads):
         raise RtF2fError(f"--pads must not be negative, got {args.pads}", "give four pixel counts >= 0, e.g. 0 10 0 0")
+    top, bottom, left, right = args.crop
+    if (
+        top < 0
+        or left < 0
+        or bottom < -1
+        or right < -1
+        or (bottom != -1 and bottom <= top)
+        or (right != -1 and right <= left)
+    ):
+        raise RtF2fError(
+            f"--crop {args.crop} is not a region", "pass TOP BOTTOM LEFT RIGHT with TOP < BOTTOM, LEFT < RIGHT"
+        )
+    if args.box != [-1, -1, -1, -1]:
+        top, bottom, left, right = args.box
+        if min(args.box) < 0 or bottom <= top or right <= left:
+            raise RtF2fError(f"--box {args.box} is not a region", "pass TOP BOTTOM LEFT RIGHT in pixels of the frame")
     check_outputs(("--outfile", args.outfile))
     for name in ("face", "audio"):
         path = Path(getattr(args, name))
@@ -130,8 +175,56 @@ def _native_rate(path: Path) -> int:
     return min(MUX_RATES, key=lambda r: abs(r - (rate or 16000)))
 
 
-def _looped(frames: Iterator[np.ndarray], n: int, path: Path) -> Iterator[np.ndarray]:
-    """Yield exactly ``n`` images: the video, then (if it is shorter) back and forth over it."""
+@dataclass(frozen=True)
+class FramePrep:
+    """The original's per-frame preparation of a video, in its order: ``--resize_factor``, ``--rotate``, ``--crop``.
+
+    ``resize`` is done here only in reference mode (bilinear, as the original); otherwise the decoder already
+    shrank the frame with area interpolation (sharper, no aliasing).
+    """
+
+    resize_factor: int = 1
+    rotate: bool = False
+    crop: tuple[int, int, int, int] = (0, -1, 0, -1)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        if self.resize_factor > 1:
+            size = (max(1, image.shape[1] // self.resize_factor), max(1, image.shape[0] // self.resize_factor))
+            image = cv2.resize(image, size)
+        if self.rotate:
+            image = cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+        top, bottom, left, right = self.crop
+        bottom = image.shape[0] if bottom == -1 else bottom
+        right = image.shape[1] if right == -1 else right
+        out = image[top:bottom, left:right]
+        if out.size == 0:
+            raise MediaError(
+                f"--crop {list(self.crop)} leaves nothing of a {image.shape[1]}x{image.shape[0]} frame",
+                "pass a region inside the frame (after --resize_factor and --rotate)",
+            )
+        return np.ascontiguousarray(out)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.resize_factor == 1 and not self.rotate and self.crop == (0, -1, 0, -1)
+
+
+def _fixed_box(box: tuple[int, int, int, int], image: np.ndarray) -> FaceBox:
+    """``--box TOP BOTTOM LEFT RIGHT`` as the original slices it: no pads, clipped to the frame."""
+    from .faces import FaceBox
+
+    top, bottom, left, right = box
+    h, w = image.shape[:2]
+    if top >= h or left >= w:
+        raise MediaError(f"--box {list(box)} lies outside the {w}x{h} frame", "give the box in the frame's pixels")
+    return FaceBox(left, top, min(right, w), min(bottom, h))
+
+
+def _looped(frames: Iterator[np.ndarray], n: int, path: Path, bounce: bool = True) -> Iterator[np.ndarray]:
+    """Yield exactly ``n`` images: the video, then (if it is shorter) back and forth over it (or, with
+    ``bounce`` off, from its start again, as the original's ``i % len(frames)`` does)."""
     held: list[np.ndarray] | None = []
     size = 0
     count = 0
@@ -152,12 +245,17 @@ def _looped(frames: Iterator[np.ndarray], n: int, path: Path) -> Iterator[np.nda
             f"{path}: the video is shorter than the audio and too large to loop in memory",
             "trim the audio to the video's length, or pass --resize_factor 2",
         )
-    cycle = held + held[-2:0:-1] if len(held) > 1 else held
+    cycle = held + held[-2:0:-1] if bounce and len(held) > 1 else held
     i = len(held) % len(cycle)
     while count < n:
         yield cycle[i]
         i = (i + 1) % len(cycle)
         count += 1
+
+
+def _prepend(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
 
 
 def _chunks(items: Iterator[np.ndarray], size: int) -> Iterator[tuple[int, list[np.ndarray]]]:
@@ -193,10 +291,16 @@ def lipsync_file(
     s3fd_path: str | Path | None = None,
     detect_every: int = 5,
     progress: bool | None = None,
+    crop: tuple[int, int, int, int] = (0, -1, 0, -1),
+    box: tuple[int, int, int, int] | None = None,
+    rotate: bool = False,
+    exact: bool = False,
 ) -> LipSyncFileResult:
     """Lip-sync ``face`` (video or still) to ``audio`` into an MP4 at ``outfile``; see the module docstring.
 
     ``backend`` is a backend name, a loaded backend object (benchmarks reuse one), or None for the best available.
+    ``crop``, ``box`` and ``rotate`` are the original's ``--crop``, ``--box`` and ``--rotate``; ``exact`` is the
+    reference mode (fp32 torch, the original's resize and looping); see "Reference mode" in the module docstring.
     """
     from tqdm import tqdm
 
@@ -204,8 +308,8 @@ def lipsync_file(
     from ..frames import VideoFrame
     from ..video import VideoWriter, probe_video, read_frames
     from .backends import available_backends, load_backend
-    from .faces import FaceTracker, detect_static, load_detector
-    from .mel import SAMPLE_RATE
+    from .faces import FaceTracker, StaticFace, detect_static, load_detector
+    from .mel import SAMPLE_RATE, frame_count, mel_steps, window_start
     from .stream import LipSyncStream
 
     started = time.perf_counter()
@@ -221,7 +325,7 @@ def lipsync_file(
             f"{audio}: {duration * 1000:.0f} ms of audio is shorter than one video frame at {out_fps:g} fps",
             "give at least a fraction of a second of speech",
         )
-    n_frames = max(1, math.ceil(duration * out_fps - 1e-6))
+    n_frames = frame_count(mel_steps(wav.size), out_fps)  # the original's count: one frame per mel window
     mux_rate = _native_rate(audio)
     mux_audio = wav if mux_rate == SAMPLE_RATE else read_audio(audio, mux_rate)
 
@@ -233,18 +337,29 @@ def lipsync_file(
             from ..models import model_path
 
             checkpoint = model_path("wav2lip")
-        name = backend or names[0]
+        name = backend or ("torch" if exact else names[0])
+        if exact and name != "torch":
+            raise RtF2fError(f"--exact runs the torch backend in fp32, not {name}", "drop --backend, or drop --exact")
         # torch runs any batch size; the exported engines keep their own batch limits and split larger batches
-        opts = {"max_batch": batch_size} if name.startswith("torch") else {}
+        opts: dict[str, Any] = {"max_batch": batch_size} if name.startswith("torch") else {}
+        if exact:
+            opts["precision"] = "fp32"
         engine = load_backend(name, checkpoint, **opts)
     else:
         engine = backend
 
-    detector = load_detector(face_detector, s3fd_path, batch_size=face_det_batch_size)
+    prep = FramePrep(resize_factor if exact else 1, rotate, tuple(crop))
+    decode_factor = 1 if exact else resize_factor
+
+    def decoded(limit: int) -> Iterator[np.ndarray]:
+        for f in read_frames(face, decode_factor, max_frames=limit, default_fps=fps):
+            yield f.image if prep.is_identity else prep(f.image)
+
+    detector = load_detector(face_detector, s3fd_path, batch_size=face_det_batch_size) if box is None else None
     try:
         if static:
-            still = next(iter(read_frames(face, resize_factor, max_frames=1, default_fps=fps))).image
-            tracker = detect_static(detector, still, pads)
+            still = next(decoded(1))
+            tracker = StaticFace(_fixed_box(box, still)) if box is not None else detect_static(detector, still, pads)
             if tracker.box is None:
                 raise MediaError(
                     f"{face}: no face found in the {'image' if info.is_image else 'first frame'}",
@@ -252,9 +367,14 @@ def lipsync_file(
                 )
             images: Iterator[np.ndarray] = (still for _ in range(n_frames))
         else:
-            tracker = FaceTracker(detector, detect_every=detect_every, pads=pads, smooth=smooth, fps=out_fps)
-            frames = (f.image for f in read_frames(face, resize_factor, max_frames=n_frames, default_fps=fps))
-            images = _looped(frames, n_frames, face)
+            frames = decoded(n_frames)
+            if box is not None:
+                first_image = next(frames)
+                tracker = StaticFace(_fixed_box(box, first_image))
+                frames = _prepend(first_image, frames)
+            else:
+                tracker = FaceTracker(detector, detect_every=detect_every, pads=pads, smooth=smooth, fps=out_fps)
+            images = _looped(frames, n_frames, face, bounce=not exact)
         stream = LipSyncStream(
             engine,
             fps=out_fps,
@@ -265,6 +385,7 @@ def lipsync_file(
             max_buffer_s=math.inf,  # all the audio is pushed up front; the stream trims it as frames go out
         )
         stream.push_audio(wav, 0.0)
+        stream.end_audio()  # all of it: the edges are padded and the last window clamped as the original does
         show = (n_frames >= PROGRESS_MIN_FRAMES) if progress is None else progress
         with VideoWriter(outfile, out_fps, mux_audio, mux_rate) as writer:
             with tqdm(total=n_frames, unit="frame", file=sys.stderr, disable=not show, desc="lipsync") as bar:
@@ -272,9 +393,9 @@ def lipsync_file(
                     # the tracker sees a chunk at once so its keyframe detections run as one detector batch
                     times = [(first + k) / out_fps for k in range(len(chunk))]
                     boxes = tracker.track(chunk, times)
-                    for k, (image, box) in enumerate(zip(chunk, boxes, strict=True)):
+                    for k, (image, face_box) in enumerate(zip(chunk, boxes, strict=True)):
                         frame = VideoFrame(image=image, pts=times[k], index=first + k, source=str(face))
-                        for out in stream.push_video(frame, box):
+                        for out in stream.push_video(frame, face_box, window_start(first + k, out_fps)):
                             writer.write(out.image)
                             bar.update(1)
                 for out in stream.flush():
@@ -288,7 +409,8 @@ def lipsync_file(
             if writer.frames_written != n_frames:  # pragma: no cover - an invariant of the stream
                 raise RuntimeError(f"wrote {writer.frames_written} frames, expected {n_frames}")
     finally:
-        detector.close()
+        if detector is not None:
+            detector.close()
     s = stream.stats
     return LipSyncFileResult(
         outfile=outfile,
@@ -297,7 +419,7 @@ def lipsync_file(
         audio_seconds=duration,
         frames_without_face=s.frames_without_face,
         backend=getattr(engine, "name", type(engine).__name__),
-        detector=getattr(detector, "name", type(detector).__name__),
+        detector="--box" if detector is None else getattr(detector, "name", type(detector).__name__),
         seconds=time.perf_counter() - started,
         stats={
             "batches": s.batches,
@@ -327,6 +449,10 @@ def run(args: argparse.Namespace) -> int:
         face_detector=args.face_detector,
         s3fd_path=args.s3fd_path,
         detect_every=args.detect_every,
+        crop=tuple(args.crop),
+        box=None if args.box == [-1, -1, -1, -1] else tuple(args.box),
+        rotate=args.rotate,
+        exact=args.exact,
     )
     note = ""
     if result.frames_without_face:

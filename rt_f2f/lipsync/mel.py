@@ -79,11 +79,7 @@ def stft_magnitude(y: np.ndarray) -> np.ndarray:
     return np.abs(np.fft.rfft(frames * _window(), axis=1)).T
 
 
-def melspectrogram(wav16k: np.ndarray) -> np.ndarray:
-    """Normalised log-mel spectrogram (80, T) of 16 kHz mono audio, T = 1 + len(wav) // 200 (80 steps a second).
-
-    Values lie in [-4, 4]; -4 is silence. Identical (to float rounding) to the original ``audio.melspectrogram``.
-    """
+def _check_wav(wav16k: np.ndarray) -> np.ndarray:
     wav = np.asarray(wav16k)
     if wav.ndim != 1:
         raise MediaError(
@@ -94,12 +90,70 @@ def melspectrogram(wav16k: np.ndarray) -> np.ndarray:
     wav = wav.astype(np.float64)
     if not np.all(np.isfinite(wav)):
         raise MediaError("lip-sync audio contains NaN or infinite samples", "check the audio decoder or TTS output")
-    emphasised = signal.lfilter([1.0, -PREEMPHASIS], [1.0], wav)
-    mel = mel_basis() @ stft_magnitude(emphasised)
+    return wav
+
+
+def _normalised_mel(magnitude: np.ndarray) -> np.ndarray:
+    """(401, T) STFT magnitude -> the normalised (80, T) log-mel in [-4, 4] (the original's _normalize(_amp_to_db))."""
+    mel = mel_basis() @ magnitude
     min_level = np.exp(MIN_LEVEL_DB / 20 * np.log(10))
     db = 20 * np.log10(np.maximum(min_level, mel)) - REF_LEVEL_DB
     scaled = (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / (-MIN_LEVEL_DB)) - MAX_ABS_VALUE
     return np.clip(scaled, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
+
+
+def melspectrogram(wav16k: np.ndarray) -> np.ndarray:
+    """Normalised log-mel spectrogram (80, T) of 16 kHz mono audio, T = 1 + len(wav) // 200 (80 steps a second).
+
+    Values lie in [-4, 4]; -4 is silence. Identical (to float rounding) to the original ``audio.melspectrogram``.
+    """
+    wav = _check_wav(wav16k)
+    emphasised = signal.lfilter([1.0, -PREEMPHASIS], [1.0], wav)
+    return _normalised_mel(stft_magnitude(emphasised))
+
+
+def mel_steps(n_samples: int) -> int:
+    """How many mel steps the whole-file ``melspectrogram`` of ``n_samples`` samples has."""
+    return 1 + n_samples // HOP
+
+
+def _reflect(index: np.ndarray, n: int) -> np.ndarray:
+    """Where numpy's ``reflect`` padding of an ``n``-sample signal takes sample ``index`` from (repeatedly)."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    folded = np.mod(index, period)
+    return np.where(folded >= n, period - folded, folded)
+
+
+def mel_columns(samples: np.ndarray, offset: int, first: int, count: int, total: int | None = None) -> np.ndarray:
+    """Steps ``first .. first + count - 1`` of the whole signal's ``melspectrogram``, from part of the signal.
+
+    ``samples`` holds the signal's samples ``offset .. offset + len(samples) - 1``. The left edge is the signal's
+    start, so steps near it are reflect-padded exactly as the whole-file STFT pads them (that needs the first
+    401 samples to be among ``samples``). ``total`` is the signal's length when its end is known (the same
+    reflection happens at the end); None while it is still streaming: samples not held are taken as silence.
+    Samples the window needs but ``samples`` does not hold count as zeros. Steps past the end of a known
+    signal are silence (-4), as ``mel_chunks`` pads a mel shorter than one window.
+    """
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    if count <= 0:
+        return np.zeros((N_MELS, 0), np.float32)
+    steps = first + np.arange(count)
+    index = steps[:, None] * HOP - N_FFT // 2 + np.arange(N_FFT)[None, :]
+    index = _reflect(index, total) if total is not None else np.abs(index)
+
+    def held(i: np.ndarray) -> np.ndarray:
+        local = i - offset
+        ok = (local >= 0) & (local < x.size) & (i >= 0)
+        return np.where(ok, x[np.clip(local, 0, max(0, x.size - 1))] if x.size else 0.0, 0.0)
+
+    # pre-emphasis of sample i needs sample i - 1 (none before the signal's first sample)
+    frames = held(index) - PREEMPHASIS * held(index - 1)
+    out = _normalised_mel(np.abs(np.fft.rfft(frames * _window(), axis=1)).T)
+    if total is not None:
+        out[:, steps >= mel_steps(total)] = SILENCE_LEVEL
+    return out
 
 
 def window_start(frame_index: int, fps: float) -> int:

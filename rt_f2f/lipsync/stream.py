@@ -13,7 +13,9 @@ between pushes). A frame the shared generator skipped as late goes out with its 
 ``frames_skipped_late``.
 
 The mel windows are computed per batch from the buffered audio, aligned to the mel hop on the audio clock, so they
-equal the columns a whole-file ``melspectrogram`` would give (up to the reflect padding at the very start). Audio
+equal the columns a whole-file ``melspectrogram`` would give, reflect padding at the start included. Once the
+caller says the audio has ended (``end_audio``; the file command does, having pushed it all), the end is padded
+the same way and windows past it take the last 16 steps, as the original ``inference.py`` does. Audio
 that never arrived for a stretch is silence; if audio stalls entirely, frames more than ``audio_wait_s`` of video
 time old go out with silence rather than hold the stream (counted in ``frames_without_audio``).
 """
@@ -35,7 +37,7 @@ from ..frames import AudioChunk, ControlEvent, ControlKind, SpeechChunk, VideoFr
 from ..stage import Stage
 from .composite import Blender, build_input, crop_face, output_to_rgb
 from .faces import DEFAULT_PADS, FaceBox, FaceTracker, MediaPipeDetector
-from .mel import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, N_FFT, SAMPLE_RATE, melspectrogram
+from .mel import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, N_FFT, SAMPLE_RATE, mel_columns, mel_steps
 
 if TYPE_CHECKING:
     from .batcher import RenderTicket
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 LOOKAHEAD_S = (MEL_WINDOW * HOP + N_FFT // 2) / SAMPLE_RATE  # 0.225 s of audio needed after a frame's pts
 _EPS = 1e-6  # timestamps are sums of float steps (i / fps): compare with a little slack
 _TRACK = object()  # push_video's default: ask the tracker
-_CONTEXT_STEPS = 3  # mel steps computed before a window so its first STFT frame sees real (not padded) samples
+_CONTEXT_STEPS = 3  # mel steps of audio kept before the oldest window (its first STFT frame reaches 2.5 back)
 
 
 @dataclass
@@ -120,6 +122,7 @@ class LipSyncStream:
         self._buf = np.zeros(0, np.float32)
         self._buf_start = 0  # absolute sample index of _buf[0]
         self._video_now = -math.inf
+        self._audio_total: int | None = None  # samples in the whole signal, once end_audio() said it ended
         self._slack = 1.0 / fps  # a batch is started one frame interval before the latency bound would be hit
 
     # -- audio ---------------------------------------------------------------------------------------------
@@ -163,31 +166,35 @@ class LipSyncStream:
             self._buf_start += drop
         return self._pump()
 
+    def end_audio(self) -> list[VideoFrame]:
+        """No more audio will come: every queued frame can be finished, with the original's end handling."""
+        self._audio_total = self._buf_start + self._buf.size
+        return self._pump()
+
     def _mel_start(self, pts: float) -> int:
         origin = self._origin if self._origin is not None else pts
         return math.floor((pts - origin) * MEL_STEPS_PER_SECOND + 1e-6)
 
-    def _samples(self, start: int, stop: int) -> np.ndarray:
-        """Absolute samples [start, stop), zeros where no audio is held."""
-        out = np.zeros(stop - start, np.float32)
-        lo, hi = max(start, self._buf_start), min(stop, self._buf_start + self._buf.size)
-        if hi > lo:
-            out[lo - start : hi - start] = self._buf[lo - self._buf_start : hi - self._buf_start]
-        return out
+    def _last_start(self) -> int | None:
+        """With the audio ended: the last window start the whole-file mel has (the original clamps to it)."""
+        return None if self._audio_total is None else max(0, mel_steps(self._audio_total) - MEL_WINDOW)
 
     def _windows(self, starts: list[int]) -> np.ndarray:
         """(B, 1, 80, 16) mel windows for frames whose windows start at these mel steps."""
+        last_start = self._last_start()
+        if last_start is not None:
+            starts = [min(s, last_start) for s in starts]
         first, last = min(starts), max(starts)
-        base = first - _CONTEXT_STEPS
-        audio = self._samples(base * HOP, (last + MEL_WINDOW - 1) * HOP + N_FFT // 2 + 1)
-        mel = melspectrogram(audio)
-        return np.stack([mel[:, s - base : s - base + MEL_WINDOW] for s in starts])[:, None].astype(np.float32)
+        mel = mel_columns(self._buf, self._buf_start, first, last - first + MEL_WINDOW, self._audio_total)
+        return np.stack([mel[:, s - first : s - first + MEL_WINDOW] for s in starts])[:, None].astype(np.float32)
 
     def _trim_audio(self) -> None:
         """Forget audio no queued or future frame can need (frames arrive in pts order)."""
         if self._origin is None or not math.isfinite(self._video_now):
             return
         oldest = self._queue[0].mel_start if self._queue else self._mel_start(self._video_now)
+        last_start = self._last_start()
+        oldest = oldest if last_start is None else min(oldest, last_start)
         keep_from = (oldest - _CONTEXT_STEPS - 1) * HOP
         drop = min(keep_from - self._buf_start, self._buf.size)
         if drop > 0:
@@ -195,11 +202,14 @@ class LipSyncStream:
             self._buf_start += drop
 
     # -- video ---------------------------------------------------------------------------------------------
-    def push_video(self, frame: VideoFrame, box: FaceBox | None | object = _TRACK) -> list[VideoFrame]:
+    def push_video(
+        self, frame: VideoFrame, box: FaceBox | None | object = _TRACK, mel_start: int | None = None
+    ) -> list[VideoFrame]:
         """Queue one frame (frames must come in display order); returns frames ready to show, in order.
 
         ``box`` lets a caller that tracked ahead in batches (the file command) hand in the padded face box, or None
-        for no face; by default the stream's own tracker finds it.
+        for no face; by default the stream's own tracker finds it. ``mel_start`` overrides the window's first mel
+        step (the file command passes the original's ``int(i * 80 / fps)``, whose float rounding it must match).
         """
         wall = time.perf_counter()
         self.stats.frames_in += 1
@@ -208,7 +218,8 @@ class LipSyncStream:
         if box is None:
             self.stats.frames_without_face += 1
         self._video_now = max(self._video_now, frame.pts)
-        self._queue.append(_Pending(frame, box, self._mel_start(frame.pts), wall))
+        start = self._mel_start(frame.pts) if mel_start is None else mel_start
+        self._queue.append(_Pending(frame, box, start, wall))
         return self._pump()
 
     def flush(self) -> list[VideoFrame]:
@@ -225,7 +236,7 @@ class LipSyncStream:
 
     # -- scheduling ----------------------------------------------------------------------------------------
     def _audio_ready(self, item: _Pending) -> bool:
-        return self.audio_end >= item.frame.pts + LOOKAHEAD_S - _EPS
+        return self._audio_total is not None or self.audio_end >= item.frame.pts + LOOKAHEAD_S - _EPS
 
     def _stalled(self, item: _Pending) -> bool:
         """Audio for this frame is overdue by ``audio_wait_s`` of video time: go on with silence."""
