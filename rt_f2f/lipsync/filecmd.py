@@ -61,13 +61,18 @@ def _str2bool(value: str) -> bool:
 def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "lipsync",
-        help="make a face video or photo speak an audio file (Wav2Lip)",
-        description="Lip-sync the face in a video or photo to an audio file with Wav2Lip; writes an H.264 MP4.",
+        help="make a face video or photo speak an audio file (Wav2Lip or LipGAN)",
+        description="Lip-sync the face in a video or photo to an audio file with Wav2Lip or LipGAN; writes an H.264 MP4.",
     )
     p.add_argument(
         "--checkpoint_path",
-        help="Wav2Lip checkpoint (wav2lip.pth or wav2lip_gan.pth); default: the model store's 'wav2lip'",
+        help="Wav2Lip checkpoint (wav2lip.pth, wav2lip_gan.pth) or LipGAN Keras weights (.h5); "
+        "default: the model store's 'wav2lip'",
     )
+    p.add_argument(
+        "--model", choices=("auto", "wav2lip", "lipgan"), default="auto",
+        help="generator; auto: recognised from the checkpoint (a Keras .h5 is LipGAN) (default: auto)",
+    )  # fmt: skip
     p.add_argument("--face", required=True, help="video (mp4, ...) or image (jpg, png) with the face")
     p.add_argument("--audio", required=True, help="speech to lip-sync to (wav, mp3, or a video's audio track)")
     p.add_argument("--outfile", default="results/result_voice.mp4", help="output MP4 (default: %(default)s)")
@@ -185,6 +190,7 @@ def lipsync_file(
     batch_size: int = 128,
     face_det_batch_size: int = 16,
     backend: str | Any | None = None,
+    model: str | None = None,
     face_detector: str = "auto",
     s3fd_path: str | Path | None = None,
     detect_every: int = 5,
@@ -193,13 +199,14 @@ def lipsync_file(
     """Lip-sync ``face`` (video or still) to ``audio`` into an MP4 at ``outfile``; see the module docstring.
 
     ``backend`` is a backend name, a loaded backend object (benchmarks reuse one), or None for the best available.
+    ``model`` is "wav2lip", "lipgan" or None (recognised from the checkpoint).
     """
     from tqdm import tqdm
 
     from ..audio import read_audio
     from ..frames import VideoFrame
     from ..video import VideoWriter, probe_video, read_frames
-    from .backends import available_backends, load_backend
+    from .backends import default_backend, load_backend
     from .faces import FaceTracker, detect_static, load_detector
     from .mel import SAMPLE_RATE
     from .stream import LipSyncStream
@@ -222,17 +229,19 @@ def lipsync_file(
     mux_audio = wav if mux_rate == SAMPLE_RATE else read_audio(audio, mux_rate)
 
     if backend is None or isinstance(backend, str):
-        names = available_backends()
-        if not names:
-            raise RtF2fError("no lip-sync backend can run here", "install torch or onnxruntime")
         if checkpoint is None:
+            if model == "lipgan":
+                raise RtF2fError(
+                    "--model lipgan needs --checkpoint_path: LipGAN's weights are not in the model store",
+                    "download the released LipGAN .h5 (linked from the Rudrabha/LipGAN README) and pass its path",
+                )
             from ..models import model_path
 
             checkpoint = model_path("wav2lip")
-        name = backend or names[0]
+        name = backend or default_backend(checkpoint)
         # torch runs any batch size; the exported engines keep their own batch limits and split larger batches
         opts = {"max_batch": batch_size} if name.startswith("torch") else {}
-        engine = load_backend(name, checkpoint, **opts)
+        engine = load_backend(name, checkpoint, model=model, **opts)
     else:
         engine = backend
 
@@ -320,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.wav2lip_batch_size,
         face_det_batch_size=args.face_det_batch_size,
         backend=args.backend,
+        model=None if args.model == "auto" else args.model,
         face_detector=args.face_detector,
         s3fd_path=args.s3fd_path,
         detect_every=args.detect_every,

@@ -90,15 +90,19 @@ class LipSyncStream:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if max_latency_s < LOOKAHEAD_S:
+        # LipGAN reads 27 mel steps per frame where Wav2Lip reads 16: the window sets how much audio a frame waits for
+        self.mel_window = int(getattr(backend, "mel_window", MEL_WINDOW))
+        self.lookahead_s = (self.mel_window * HOP + N_FFT // 2) / SAMPLE_RATE
+        if max_latency_s < self.lookahead_s:
             raise ValueError(
-                f"max_latency_s={max_latency_s} is below the {LOOKAHEAD_S:.3f} s of audio Wav2Lip needs after a frame"
+                f"max_latency_s={max_latency_s} is below the {self.lookahead_s:.3f} s of audio the generator needs "
+                "after a frame"
             )
         self.backend = backend
         self.fps = fps
         self.batch_size = batch_size
         self.max_latency_s = max_latency_s
-        self.audio_wait_s = max(audio_wait_s, LOOKAHEAD_S)
+        self.audio_wait_s = max(audio_wait_s, self.lookahead_s)
         self.max_buffer = None if math.isinf(max_buffer_s) else int(max_buffer_s * SAMPLE_RATE)
         self.tracker = tracker if tracker is not None else FaceTracker(MediaPipeDetector(), pads=pads, fps=fps)
         self.blender = blender or Blender()
@@ -164,12 +168,12 @@ class LipSyncStream:
         return out
 
     def _windows(self, starts: list[int]) -> np.ndarray:
-        """(B, 1, 80, 16) mel windows for frames whose windows start at these mel steps."""
+        """(B, 1, 80, mel_window) mel windows for frames whose windows start at these mel steps."""
         first, last = min(starts), max(starts)
         base = first - _CONTEXT_STEPS
-        audio = self._samples(base * HOP, (last + MEL_WINDOW - 1) * HOP + N_FFT // 2 + 1)
+        audio = self._samples(base * HOP, (last + self.mel_window - 1) * HOP + N_FFT // 2 + 1)
         mel = melspectrogram(audio)
-        return np.stack([mel[:, s - base : s - base + MEL_WINDOW] for s in starts])[:, None].astype(np.float32)
+        return np.stack([mel[:, s - base : s - base + self.mel_window] for s in starts])[:, None].astype(np.float32)
 
     def _trim_audio(self) -> None:
         """Forget audio no queued or future frame can need (frames arrive in pts order)."""
@@ -209,7 +213,7 @@ class LipSyncStream:
 
     # -- scheduling ----------------------------------------------------------------------------------------
     def _audio_ready(self, item: _Pending) -> bool:
-        return self.audio_end >= item.frame.pts + LOOKAHEAD_S - _EPS
+        return self.audio_end >= item.frame.pts + self.lookahead_s - _EPS
 
     def _stalled(self, item: _Pending) -> bool:
         """Audio for this frame is overdue by ``audio_wait_s`` of video time: go on with silence."""
