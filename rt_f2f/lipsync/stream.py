@@ -34,7 +34,14 @@ from .mel import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, N_FFT, SAMPLE_RATE, mels
 
 log = logging.getLogger(__name__)
 
-LOOKAHEAD_S = (MEL_WINDOW * HOP + N_FFT // 2) / SAMPLE_RATE  # 0.225 s of audio needed after a frame's pts
+
+
+def lookahead_s(mel_window: int = MEL_WINDOW) -> float:
+    """Seconds of audio a frame needs after its pts: its mel window plus the last STFT frame's half width."""
+    return (mel_window * HOP + N_FFT // 2) / SAMPLE_RATE
+
+
+LOOKAHEAD_S = lookahead_s()  # 0.225 s for Wav2Lip (0.3625 s for LipGAN's 27 steps)
 _EPS = 1e-6  # timestamps are sums of float steps (i / fps): compare with a little slack
 _TRACK = object()  # push_video's default: ask the tracker
 _CONTEXT_STEPS = 3  # mel steps computed before a window so its first STFT frame sees real (not padded) samples
@@ -92,7 +99,7 @@ class LipSyncStream:
             raise ValueError("batch_size must be >= 1")
         # LipGAN reads 27 mel steps per frame where Wav2Lip reads 16: the window sets how much audio a frame waits for
         self.mel_window = int(getattr(backend, "mel_window", MEL_WINDOW))
-        self.lookahead_s = (self.mel_window * HOP + N_FFT // 2) / SAMPLE_RATE
+        self.lookahead_s = lookahead_s(self.mel_window)
         if max_latency_s < self.lookahead_s:
             raise ValueError(
                 f"max_latency_s={max_latency_s} is below the {self.lookahead_s:.3f} s of audio the generator needs "
