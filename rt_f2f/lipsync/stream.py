@@ -35,7 +35,6 @@ from .mel import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, N_FFT, SAMPLE_RATE, mels
 log = logging.getLogger(__name__)
 
 
-
 def lookahead_s(mel_window: int = MEL_WINDOW) -> float:
     """Seconds of audio a frame needs after its pts: its mel window plus the last STFT frame's half width."""
     return (mel_window * HOP + N_FFT // 2) / SAMPLE_RATE
