@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "rt_f2f.transcribe",
     "rt_f2f.speech",
     "rt_f2f.lipsync.filecmd",
+    "rt_f2f.train.cli",
     "rt_f2f.translate",
     "rt_f2f.server.cli",
     "rt_f2f.bench",
