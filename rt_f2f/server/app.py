@@ -22,6 +22,7 @@ from aiohttp import web
 
 from ..errors import LanguageError
 from ..languages import LANGUAGES, validate
+from ..models.plan import language_status
 from .errors import ApiError
 from .limits import Limits, MediaSettings
 from .rooms import Registry
@@ -210,6 +211,7 @@ async def get_config(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "languages": LANGUAGES,
+            "language_status": language_status(),  # which this server can run, and why not (rt_f2f.models.plan)
             "max_participants": limits.max_participants,
             "slots": limits.max_participants - 1,
             "max_message_bytes": limits.max_message_bytes,

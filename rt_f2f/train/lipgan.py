@@ -110,7 +110,9 @@ class LipGANConfig:
     resume_gen: Path | None = None
     resume_disc: Path | None = None
     disc_weight: float = DISC_WEIGHT
-    train_generator: bool = True  # False: only the discriminator learns (e.g. to pre-train the sync critic)
+    # False: only the discriminator learns, on real faces with their own and with other samples' audio (pre-training
+    # the sync critic; no generator runs, so it is several times cheaper per step)
+    train_generator: bool = True
 
 
 @dataclass
@@ -132,22 +134,26 @@ def _off_sync_mel(mel: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(
-    gen: nn.Module, disc: nn.Module, data: ClipDataset, batches: int, size: int, seed: int, device: torch.device
+    gen: nn.Module | None, disc: nn.Module, data: ClipDataset, batches: int, size: int, seed: int, device: torch.device
 ) -> dict[str, float]:
-    """Held-out figures: L1 of the generator, and the discriminator's distances and contrastive loss on real faces
-    with their own audio (in sync) against other samples' audio (off sync). Same draws every call (``seed``)."""
+    """Held-out figures: L1 of the generator (unless ``gen`` is None), and the discriminator's distances and
+    contrastive loss on real faces with their own audio (in sync) against other samples' audio (off sync). Same
+    draws every call (``seed``)."""
     import torch
 
     from ..lipsync.lipgan import contrastive_loss
 
     rng = np.random.default_rng(seed)
-    sums = {"l1": 0.0, "d_in_sync": 0.0, "d_off_sync": 0.0, "contrastive": 0.0}
-    gen.eval()
-    disc.eval()
+    sums = {"l1": 0.0} if gen is not None else {}
+    sums.update(d_in_sync=0.0, d_off_sync=0.0, contrastive=0.0)
+    for net in (gen, disc):
+        if net is not None:
+            net.eval()
     with torch.no_grad():
         for _ in range(batches):
             faces, mel, target = (torch.from_numpy(a).to(device) for a in batch(data, size, rng))
-            sums["l1"] += torch.nn.functional.l1_loss(gen(faces, mel), target).item()
+            if gen is not None:
+                sums["l1"] += torch.nn.functional.l1_loss(gen(faces, mel), target).item()
             d_in, d_off = disc(target, mel), disc(target, _off_sync_mel(mel))
             sums["d_in_sync"] += d_in.mean().item()
             sums["d_off_sync"] += d_off.mean().item()
@@ -155,8 +161,9 @@ def evaluate(
                 torch.cat([d_in, d_off]), torch.cat([torch.zeros(len(d_in)), torch.ones(len(d_off))])
             )
             sums["contrastive"] += loss.item()
-    gen.train()
-    disc.train()
+    for net in (gen, disc):
+        if net is not None:
+            net.train()
     return {k: v / batches for k, v in sums.items()}
 
 
@@ -192,7 +199,8 @@ def train_lipgan(cfg: LipGANConfig, progress: Callable[[str], None] | None = Non
         result.log.write_text(json.dumps(log, indent=1))
 
     def evaluate_now(step: int) -> None:
-        figures = evaluate(gen, disc, val_data, cfg.eval_batches, cfg.batch_size, cfg.seed + 1, device)
+        g = gen if cfg.train_generator else None
+        figures = evaluate(g, disc, val_data, cfg.eval_batches, cfg.batch_size, cfg.seed + 1, device)
         result.val.append({"step": step, **figures})
         if progress:
             progress(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
@@ -202,11 +210,14 @@ def train_lipgan(cfg: LipGANConfig, progress: Callable[[str], None] | None = Non
     for step in range(1, cfg.steps + 1):
         faces, mel, target = (torch.from_numpy(a).to(device) for a in batch(train_data, cfg.batch_size, rng))
         ones, zeros = torch.ones(len(mel), device=device), torch.zeros(len(mel), device=device)
-        with torch.no_grad():
-            fakes = gen(faces, mel)
         # discriminator: real faces with their audio in sync; off sync either the generated faces or real faces
-        # with other samples' audio, one of the two at random per step
-        off = disc(fakes, mel) if rng.random() < 0.5 else disc(target, _off_sync_mel(mel))
+        # with other samples' audio, one of the two at random per step (only the latter without the generator)
+        if cfg.train_generator and rng.random() < 0.5:
+            with torch.no_grad():
+                fakes = gen(faces, mel)
+            off = disc(fakes, mel)
+        else:
+            off = disc(target, _off_sync_mel(mel))
         loss_d = contrastive_loss(disc(target, mel), zeros) + contrastive_loss(off, ones)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -275,8 +286,9 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = train_lipgan(cfg, progress=lambda m: print(m, file=sys.stderr))
     last = result.val[-1]
+    l1 = f"L1 {last['l1']:.4f}, " if "l1" in last else ""
     print(
-        f"wrote {result.generator} and {result.discriminator} (step {result.step}); val: L1 {last['l1']:.4f}, "
+        f"wrote {result.generator} and {result.discriminator} (step {result.step}); val: {l1}"
         f"distance in sync {last['d_in_sync']:.3f} vs off sync {last['d_off_sync']:.3f}; log {result.log}",
         file=sys.stderr,
     )
