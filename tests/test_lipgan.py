@@ -295,3 +295,14 @@ def test_lipsync_command_renders_a_video_with_lipgan(lipgan_h5, tmp_path):
     still = np.asarray(__import__("cv2").imread(str(photo))[..., ::-1], dtype=int)
     changed = [np.abs(f.astype(int) - still).mean() for f in frames]
     assert min(changed) > 0.3  # the generator's mouth was pasted into every frame
+
+
+def test_call_server_streams_lipgan_with_its_longer_audio_window(lipgan_h5):
+    """The server's batch latency (0.3 s) is below LipGAN's 0.36 s of audio per frame: its streams wait longer."""
+    from rt_f2f.server.lipsync_feed import CallLipSyncConfig, load_lipsync
+
+    model = load_lipsync(lipgan_h5, None, CallLipSyncConfig(batch=1))
+    assert model.backend.model == "lipgan" and model.backend_name in ("torch", "torch-bf16")
+    stream = model.stream()
+    assert stream.mel_window == 27 and stream.lookahead_s == pytest.approx(0.3625)
+    assert stream.max_latency_s >= stream.lookahead_s
