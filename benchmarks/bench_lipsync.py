@@ -1,4 +1,6 @@
-"""Wav2Lip generator throughput per backend and batch size, against the original inference loop in the same run.
+"""Lip-sync generator throughput per backend and batch size, against the original inference loop in the same run.
+
+Wav2Lip by default; ``--model lipgan`` times LipGAN (a Keras ``.h5``; torch backends, no original-loop baseline).
 
 The baseline reproduces what the original ``inference.py`` does around each model call: uint8 NHWC crops are
 masked, concatenated, scaled by 1/255, transposed to NCHW, run through the fp32 torch model at batch 128 (its
@@ -31,9 +33,9 @@ BASELINE_BATCH = 128  # the original inference.py's wav2lip_batch_size
 PARITY_BATCH = 4
 
 
-def _inputs(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _inputs(batch: int, seed: int = 0, mel_window: int = 16) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    mel = rng.uniform(-4, 4, (batch, 1, 80, 16)).astype(np.float32)
+    mel = rng.uniform(-4, 4, (batch, 1, 80, mel_window)).astype(np.float32)
     faces = rng.uniform(0, 1, (batch, 6, 96, 96)).astype(np.float32)
     faces[:, :3, 48:] = 0
     return mel, faces
@@ -94,7 +96,7 @@ def run_benchmark(
     import torch
 
     from benchmarks.common import machine_info, versions
-    from rt_f2f.lipsync.backends import load_backend
+    from rt_f2f.lipsync.backends import LIPGAN_BACKENDS, load_backend, model_of
     from rt_f2f.lipsync.checkpoint import load_wav2lip
 
     threads = threads or len(os.sched_getaffinity(0))
@@ -112,7 +114,11 @@ def run_benchmark(
         "results": [],
         "parity": {},
     }
-    mel_p, faces_p = _inputs(PARITY_BATCH, seed=42)
+    lipgan = model_of(checkpoint) == "lipgan"
+    if lipgan:  # LipGAN: torch backends only, and the original loop (Keras) is not re-created here
+        backends, baseline = [b for b in backends if b in LIPGAN_BACKENDS], False
+    window = 27 if lipgan else 16
+    mel_p, faces_p = _inputs(PARITY_BATCH, seed=42, mel_window=window)
     reference = load_backend("torch", checkpoint, device="cpu").infer(mel_p, faces_p)
 
     if baseline:
@@ -133,7 +139,7 @@ def run_benchmark(
         err = np.abs(out - reference)
         report["parity"][backend.name] = {"max_abs": float(err.max()), "mean_abs": float(err.mean())}
         for batch in batch_sizes:
-            mel, faces = _inputs(batch)
+            mel, faces = _inputs(batch, mel_window=window)
             stats = _time(lambda b=backend, m=mel, f=faces: b.infer(m, f), batch, seconds, min_calls=3)
             row = {"backend": backend.name, "batch": batch, **stats}
             if "baseline" in report:
@@ -177,11 +183,20 @@ def _random_checkpoint(folder: Path) -> Path:
     return save_checkpoint(random_weights_(Wav2Lip(), seed=0), folder / "wav2lip-random.pth")
 
 
+def random_lipgan_h5(folder: Path) -> Path:
+    """The LipGAN generator with random weights, in the released Keras layout (speed only)."""
+    from rt_f2f.lipsync.lipgan import LipGAN, random_weights_
+    from rt_f2f.lipsync.lipgan_h5 import write_keras_h5
+
+    return write_keras_h5(random_weights_(LipGAN(), seed=0), folder / "lipgan-random.h5")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from rt_f2f.lipsync.backends import available_backends
 
     parser = argparse.ArgumentParser(prog="bench_lipsync", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="wav2lip .pth (default: random weights of the same shape)")
+    parser.add_argument("--model", choices=("wav2lip", "lipgan"), default="wav2lip", help="generator when random")
     parser.add_argument("--backends", default=",".join(available_backends()), help="comma-separated backend names")
     parser.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
     parser.add_argument("--seconds", type=float, default=5.0, help="wall time per (backend, batch) point")
@@ -191,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-lipsync-") as scratch:
-        checkpoint = args.checkpoint or _random_checkpoint(Path(scratch))
+        random = random_lipgan_h5 if args.model == "lipgan" else _random_checkpoint
+        checkpoint = args.checkpoint or random(Path(scratch))
         report = run_benchmark(
             checkpoint,
             [b for b in args.backends.split(",") if b],

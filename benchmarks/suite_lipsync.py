@@ -106,6 +106,32 @@ def generator(ctx: BenchContext, result: SuiteResult, checkpoint: Path) -> None:
     for name, parity in report["parity"].items():
         result.add(f"max abs difference, {name} vs torch fp32", parity["max_abs"], "abs error on [0, 1]", 1,
                    note="backend agreement on the same inputs, not quality")  # fmt: skip
+    lipgan_generator(ctx, result, backends, batches)
+
+
+def lipgan_generator(ctx: BenchContext, result: SuiteResult, backends: list[str], batches: tuple[int, ...]) -> None:
+    """LipGAN beside Wav2Lip on the backends that run both (torch ones), random weights in the released layout."""
+    from benchmarks.bench_lipsync import random_lipgan_h5, run_benchmark
+    from rt_f2f.lipsync.backends import LIPGAN_BACKENDS
+
+    names = [b for b in backends if b in LIPGAN_BACKENDS] or ["torch"]
+    with tempfile.TemporaryDirectory(prefix="rt-f2f-bench-lipgan-") as tmp:
+        report = run_benchmark(
+            random_lipgan_h5(Path(tmp)),
+            names,
+            batches,
+            seconds=0.3 if ctx.quick else 5.0,
+            baseline=False,
+            progress=lambda m: ctx.progress(f"  lipgan {m}"),
+        )
+    result.settings["lipgan"] = {"backends": names, "batches": list(batches)}
+    for row in report["results"]:
+        name, batch = row["backend"], row["batch"]
+        result.add(f"generator fps, {name} batch {batch}", row["fps"], "frames/s", row["frames"], "higher")
+        result.add(f"generator CPU per frame, {name} batch {batch}", row["cpu_ms_per_frame"], "ms", row["frames"])
+        curve = result.series.setdefault(f"fps:{name}", {"batch": [], "fps": []})
+        curve["batch"].append(batch)
+        curve["fps"].append(row["fps"])
 
 
 def file_command(ctx: BenchContext, result: SuiteResult) -> None:

@@ -4,7 +4,8 @@ One plain table that every stage checks user input against, so a typo (``--targe
 fails once, up front, with the list of codes, instead of deep inside a model. Knowing a code does not mean every
 stage supports it: each stage says which pairs or voices it has (the MT stage lists its pairs, for example).
 The set is the languages that Whisper transcribes well enough and that the NLLB / M2M100 / OPUS-MT translators and
-the Kokoro / Piper / espeak-ng voices cover in some form.
+the Kokoro / Piper / MMS / espeak-ng voices cover in some form, including the six of the paper rt-f2f grows out of
+("Towards Automatic Face-to-Face Translation": Hindi, English, Telugu, Malayalam, Tamil, Urdu).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ LANGUAGES: dict[str, str] = {
     "it": "Italian",
     "ja": "Japanese",
     "ko": "Korean",
+    "ml": "Malayalam",
     "nl": "Dutch",
     "no": "Norwegian",
     "pl": "Polish",
@@ -36,11 +38,34 @@ LANGUAGES: dict[str, str] = {
     "ro": "Romanian",
     "ru": "Russian",
     "sv": "Swedish",
+    "ta": "Tamil",
+    "te": "Telugu",
     "th": "Thai",
     "tr": "Turkish",
     "uk": "Ukrainian",
+    "ur": "Urdu",
     "vi": "Vietnamese",
     "zh": "Chinese",
+}
+
+
+# The Unicode script each language is written in (as in its NLLB-200 code, e.g. hin_Deva): what a translation or
+# transcript into that language must be written in. Urdu is written in the Arabic script.
+SCRIPTS: dict[str, str] = {
+    **dict.fromkeys(("ca", "cs", "da", "de", "en", "es", "fi", "fr", "hu", "id", "it", "nl", "no", "pl"), "Latin"),
+    **dict.fromkeys(("pt", "ro", "sv", "tr", "vi"), "Latin"),
+    **dict.fromkeys(("ar", "ur"), "Arabic"),
+    **dict.fromkeys(("ru", "uk"), "Cyrillic"),
+    "el": "Greek",
+    "he": "Hebrew",
+    "hi": "Devanagari",
+    "ja": "Japanese",
+    "ko": "Hangul",
+    "ml": "Malayalam",
+    "ta": "Tamil",
+    "te": "Telugu",
+    "th": "Thai",
+    "zh": "Han",
 }
 
 

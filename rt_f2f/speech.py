@@ -79,9 +79,12 @@ class SpeechModels:
 
 def load_models(config: SpeechConfig) -> SpeechModels:
     from .asr.whisper import load_whisper
+    from .models.plan import require_models
     from .mt import get_translator
     from .tts import get_synthesizer
 
+    # one message naming every model to pull, before minutes of loading find them missing one at a time
+    require_models(config.source, config.target, config.asr_model, config.mt_model, config.tts_backend)
     recogniser = load_whisper(config.asr_model)
     recogniser.check_language(config.source)
     translator = get_translator(config.source, config.target, model=config.mt_model)
@@ -461,6 +464,6 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "words (better translations, seconds more delay)",
     )
     p.add_argument("--mt-model", default=None, help="MT model name or CTranslate2 folder (default: by pair)")
-    p.add_argument("--tts", default=None, help="TTS backend: piper, kokoro or espeak (default: by language)")
+    p.add_argument("--tts", default=None, help="TTS backend: piper, kokoro, mms or espeak (default: by language)")
     p.add_argument("--no-voice-conversion", action="store_true", help="keep the TTS voice")
     p.set_defaults(func=run)

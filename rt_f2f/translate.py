@@ -147,7 +147,7 @@ def _load_lipsync(args: argparse.Namespace, fps: float) -> tuple[Any | None, dic
     from .lipsync.backends import default_backend, load_backend
     from .lipsync.stream import LipSyncStream
 
-    backend_name = args.backend or default_backend()
+    backend_name = args.backend or default_backend(args.checkpoint_path)  # LipGAN (.h5) runs on torch only
     backend = load_backend(backend_name, args.checkpoint_path)
     stream = LipSyncStream(backend, fps=fps, batch_size=args.lipsync_batch, max_latency_s=0.5)
     return stream, {"enabled": True, "backend": backend_name, "checkpoint": str(args.checkpoint_path)}
@@ -211,7 +211,10 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", required=True, help="language spoken (ISO 639-1)")
     p.add_argument("--target", required=True, help="language to speak")
     p.add_argument("--outfile", required=True, help="output MP4")
-    p.add_argument("--checkpoint_path", help="Wav2Lip checkpoint (.pth); without it the video passes through")
+    p.add_argument(
+        "--checkpoint_path",
+        help="Wav2Lip checkpoint (.pth) or LipGAN weights (.h5, recognised); without it the video passes through",
+    )
     p.add_argument("--backend", help="lip-sync backend (default: fastest available)")
     p.add_argument("--lipsync-batch", type=int, default=8, help="frames per generator call")
     p.add_argument("--delay", type=float, default=2.0, help="target delay D in seconds (default 2.0)")

@@ -85,15 +85,23 @@ function parseHash() {
   state.token = params.get("token");
 }
 
-function fillLanguages(languages) {
+// A language this server has no models for is shown greyed out, with why and what to pull as its tooltip.
+function fillLanguages(languages, status) {
   const prefer = (navigator.language || "en").slice(0, 2).toLowerCase();
+  const usable = (code) => !status || !status[code] || status[code].available;
   for (const id of ["speak", "hear"]) {
     const select = $(id);
     select.replaceChildren();
     for (const [code, name] of Object.entries(languages)) {
-      select.append(new Option(`${name} (${code})`, code));
+      const option = new Option(`${name} (${code})`, code);
+      if (!usable(code)) {
+        option.disabled = true;
+        option.text += " - not available here";
+        option.title = status[code].reason;
+      }
+      select.append(option);
     }
-    select.value = languages[prefer] ? prefer : "en";
+    select.value = languages[prefer] && usable(prefer) ? prefer : "en";
   }
 }
 
@@ -525,7 +533,7 @@ async function init() {
     showMessage(err.message);
     return;
   }
-  fillLanguages(state.config.languages);
+  fillLanguages(state.config.languages, state.config.language_status);
   await fillDevices().catch(() => {});
   if (!state.room || !state.token) {
     $("no-room").hidden = false;

@@ -1,8 +1,12 @@
-"""Interchangeable engines that run the Wav2Lip generator: ``tensorrt``, ``torch``, ``torch-bf16``, ``onnxruntime``.
+"""Interchangeable engines that run the lip-sync generator: ``tensorrt``, ``torch``, ``torch-bf16``, ``onnxruntime``.
+
+Two generators: Wav2Lip (a ``.pth``, every backend) and LipGAN (its Keras ``.h5``, the torch backends); which one a
+checkpoint holds is recognised from the file (:func:`model_of`). LipGAN takes 27 mel steps per frame instead of 16
+(``LipSyncBackend.mel_window``); otherwise the arrays below are the same for both.
 
 All take and return the same numpy arrays, so the streaming code never knows which one runs:
 
-- ``mel``: float32 (B, 1, 80, 16), windows from :func:`rt_f2f.lipsync.mel.mel_chunks`;
+- ``mel``: float32 (B, 1, 80, mel_window), windows from :func:`rt_f2f.lipsync.mel.mel_chunks`;
 - ``faces``: float32 (B, 6, 96, 96) in [0, 1]; channels 0-2 the target face crop with its lower half (rows 48-95)
   zeroed, channels 3-5 a reference crop of the same face. Both in **BGR** channel order, as the original
   ``inference.py`` fed cv2 frames: a caller holding RGB frames (``VideoFrame.image``) flips them first.
@@ -30,6 +34,8 @@ from ..errors import BackendUnavailableError, MediaError, ModelFormatError, RtF2
 log = logging.getLogger(__name__)
 
 MEL_SHAPE = (1, 80, 16)
+MODELS = ("wav2lip", "lipgan")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 FACE_SHAPE = (6, 96, 96)
 OUT_SHAPE = (3, 96, 96)
 _RANGE_SLACK = 1e-3  # faces a hair outside [0, 1] from resampling are fine; 0-255 images are not
@@ -40,9 +46,11 @@ class LipSyncBackend(ABC):
 
     name: str
     max_batch: int
+    model: str = "wav2lip"
+    mel_window: int = MEL_SHAPE[2]
 
     def infer(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        mel, faces = check_inputs(mel, faces)
+        mel, faces = check_inputs(mel, faces, self.mel_window)
         if len(mel) == 0:
             return np.zeros((0, *OUT_SHAPE), np.float32)
         if len(mel) <= self.max_batch:
@@ -55,7 +63,8 @@ class LipSyncBackend(ABC):
 
     def warmup(self, batch: int = 1) -> None:
         """Run once so the first real frame does not pay for lazy initialisation (allocations, kernel choice)."""
-        self.infer(np.zeros((batch, *MEL_SHAPE), np.float32), np.zeros((batch, *FACE_SHAPE), np.float32))
+        mel = np.zeros((batch, 1, MEL_SHAPE[1], self.mel_window), np.float32)
+        self.infer(mel, np.zeros((batch, *FACE_SHAPE), np.float32))
 
     def close(self) -> None:  # noqa: B027 - optional hook; most backends free everything on garbage collection
         """Release device memory early (optional)."""
@@ -68,12 +77,14 @@ class LipSyncBackend(ABC):
         return f"<{type(self).__name__} {self.name} max_batch={self.max_batch}>"
 
 
-def check_inputs(mel: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_inputs(mel: np.ndarray, faces: np.ndarray, mel_window: int = MEL_SHAPE[2]) -> tuple[np.ndarray, np.ndarray]:
     """Validate shapes, dtype and range, returning C-contiguous float32 arrays."""
     mel = np.ascontiguousarray(mel, dtype=np.float32)
     faces = np.ascontiguousarray(faces, dtype=np.float32)
-    if mel.ndim != 4 or mel.shape[1:] != MEL_SHAPE:
-        raise MediaError(f"mel batch must be (B, 1, 80, 16), got {mel.shape}", "use mel.mel_chunks(...)[:, None]")
+    if mel.ndim != 4 or mel.shape[1:] != (1, MEL_SHAPE[1], mel_window):
+        raise MediaError(
+            f"mel batch must be (B, 1, 80, {mel_window}), got {mel.shape}", "use mel.mel_chunks(...)[:, None]"
+        )
     if faces.ndim != 4 or faces.shape[1:] != FACE_SHAPE:
         raise MediaError(
             f"face batch must be (B, 6, 96, 96), got {faces.shape}",
@@ -99,8 +110,22 @@ def _check_max_batch(max_batch: int) -> int:
 # --------------------------------------------------------------------------------------------------- torch
 
 
+def model_of(checkpoint: str | Path | None) -> str:
+    """Which generator a checkpoint holds: "lipgan" for a Keras HDF5 file, else "wav2lip" (loading checks further)."""
+    if checkpoint is None:
+        return "wav2lip"
+    try:
+        with open(checkpoint, "rb") as fh:
+            return "lipgan" if fh.read(len(_HDF5_MAGIC)) == _HDF5_MAGIC else "wav2lip"
+    except OSError:
+        return "lipgan" if str(checkpoint).lower().endswith((".h5", ".hdf5")) else "wav2lip"
+
+
 class TorchBackend(LipSyncBackend):
-    """PyTorch eager (optionally compiled). On CUDA it runs fp16 by default; on CPU fp32 (or bf16 if asked)."""
+    """PyTorch eager (optionally compiled). On CUDA it runs fp16 by default; on CPU fp32 (or bf16 if asked).
+
+    Runs either generator (``model``: "wav2lip", "lipgan", or None to recognise it from the checkpoint).
+    """
 
     def __init__(
         self,
@@ -111,6 +136,7 @@ class TorchBackend(LipSyncBackend):
         compile: bool = False,
         max_batch: int = 32,
         threads: int | None = None,
+        model: str | None = None,
     ) -> None:
         import torch
 
@@ -137,15 +163,25 @@ class TorchBackend(LipSyncBackend):
         self.max_batch = _check_max_batch(max_batch)
         self.name = "torch" if precision == "fp32" else f"torch-{precision}"
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        model = load_wav2lip(checkpoint, self.device).to(dtype=self.dtype, memory_format=self._memory_format)
-        self.model = torch.compile(model, dynamic=True) if compile else model
+        self.model = model or model_of(checkpoint)
+        if self.model == "lipgan":
+            from .lipgan import LIPGAN_MEL_STEPS, WithWav2LipInputs
+            from .lipgan_h5 import load_lipgan_network
+
+            net = WithWav2LipInputs(load_lipgan_network(checkpoint, "lipgan", self.device))
+            self.mel_window = LIPGAN_MEL_STEPS
+            self.name = f"lipgan-{self.name}"
+        else:
+            net = load_wav2lip(checkpoint, self.device)
+        net = net.to(dtype=self.dtype, memory_format=self._memory_format)
+        self.net = torch.compile(net, dynamic=True) if compile else net
 
     def _run(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             m = torch.from_numpy(mel).to(self.device, self.dtype)
             f = torch.from_numpy(faces).to(self.device, self.dtype).contiguous(memory_format=self._memory_format)
-            out = self.model(m, f)
+            out = self.net(m, f)
             return out.float().cpu().numpy()
 
 
@@ -340,18 +376,24 @@ def available_backends() -> list[str]:
     return sorted(names, key=lambda n: rank.get(n, 5))
 
 
-def default_backend() -> str:
-    """The backend expected to be fastest here (the first of ``available_backends()``)."""
+def default_backend(checkpoint: str | Path | None = None) -> str:
+    """The backend expected to be fastest here for ``checkpoint``'s generator (the first of ``available_backends()``
+    that runs it: LipGAN runs on the torch backends only)."""
     names = available_backends()
+    if model_of(checkpoint) == "lipgan":
+        names = [n for n in names if n in LIPGAN_BACKENDS]
     if not names:
         raise BackendUnavailableError("no lip-sync backend can run here", "install torch or onnxruntime")
     return names[0]
 
 
-def load_backend(name: str, checkpoint: str | Path | None, **opts: Any) -> LipSyncBackend:
+LIPGAN_BACKENDS = ("torch", "torch-bf16")
+
+
+def load_backend(name: str, checkpoint: str | Path | None, model: str | None = None, **opts: Any) -> LipSyncBackend:
     """Load the generator from ``checkpoint`` into backend ``name`` (see ``available_backends()``).
 
-    ``opts`` go to the backend: e.g. ``threads``, ``max_batch``, ``cache_dir`` (ONNX/TensorRT engine cache),
+    ``model`` is "wav2lip" or "lipgan" (None: recognised from the checkpoint). ``opts`` go to the backend: e.g. ``threads``, ``max_batch``, ``cache_dir`` (ONNX/TensorRT engine cache),
     ``onnx_path`` (onnxruntime: use this export), ``device`` / ``precision`` / ``channels_last`` / ``compile`` (torch).
     """
     entry = BACKENDS.get(name)
@@ -359,6 +401,20 @@ def load_backend(name: str, checkpoint: str | Path | None, **opts: Any) -> LipSy
         raise BackendUnavailableError(
             f"unknown lip-sync backend {name!r}", f"choose one of: {', '.join(available_backends())}"
         )
+    model = model or model_of(checkpoint)
+    if model not in MODELS:
+        raise RtF2fError(f"unknown lip-sync model {model!r}", f"choose one of: {', '.join(MODELS)}")
+    if model != model_of(checkpoint) and checkpoint is not None and Path(checkpoint).is_file():
+        raise ModelFormatError(
+            f"{checkpoint} holds the {model_of(checkpoint)} generator, not {model}",
+            f"pass --model {model_of(checkpoint)}, or a {model} checkpoint",
+        )
+    if model == "lipgan":
+        if name not in LIPGAN_BACKENDS:
+            raise BackendUnavailableError(
+                f"the {name} lip-sync backend runs Wav2Lip only", f"run LipGAN on one of: {', '.join(LIPGAN_BACKENDS)}"
+            )
+        opts["model"] = model
     if name == "tensorrt":
         _require_tensorrt()
     elif not entry.available():

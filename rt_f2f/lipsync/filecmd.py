@@ -68,13 +68,18 @@ def _str2bool(value: str) -> bool:
 def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "lipsync",
-        help="make a face video or photo speak an audio file (Wav2Lip)",
-        description="Lip-sync the face in a video or photo to an audio file with Wav2Lip; writes an H.264 MP4.",
+        help="make a face video or photo speak an audio file (Wav2Lip or LipGAN)",
+        description="Lip-sync the face in a video or photo to an audio file with Wav2Lip or LipGAN; writes an H.264 MP4.",
     )
     p.add_argument(
         "--checkpoint_path",
-        help="Wav2Lip checkpoint (wav2lip.pth or wav2lip_gan.pth); default: the model store's 'wav2lip'",
+        help="Wav2Lip checkpoint (wav2lip.pth, wav2lip_gan.pth) or LipGAN Keras weights (.h5); "
+        "default: the model store's 'wav2lip'",
     )
+    p.add_argument(
+        "--model", choices=("auto", "wav2lip", "lipgan"), default="auto",
+        help="generator; auto: recognised from the checkpoint (a Keras .h5 is LipGAN) (default: auto)",
+    )  # fmt: skip
     p.add_argument("--face", required=True, help="video (mp4, ...) or image (jpg, png) with the face")
     p.add_argument("--audio", required=True, help="speech to lip-sync to (wav, mp3, or a video's audio track)")
     p.add_argument("--outfile", default="results/result_voice.mp4", help="output MP4 (default: %(default)s)")
@@ -287,6 +292,7 @@ def lipsync_file(
     batch_size: int = 128,
     face_det_batch_size: int = 16,
     backend: str | Any | None = None,
+    model: str | None = None,
     face_detector: str = "auto",
     s3fd_path: str | Path | None = None,
     detect_every: int = 5,
@@ -301,13 +307,14 @@ def lipsync_file(
     ``backend`` is a backend name, a loaded backend object (benchmarks reuse one), or None for the best available.
     ``crop``, ``box`` and ``rotate`` are the original's ``--crop``, ``--box`` and ``--rotate``; ``exact`` is the
     reference mode (fp32 torch, the original's resize and looping); see "Reference mode" in the module docstring.
+    ``model`` is "wav2lip", "lipgan" or None (recognised from the checkpoint).
     """
     from tqdm import tqdm
 
     from ..audio import read_audio
     from ..frames import VideoFrame
     from ..video import VideoWriter, probe_video, read_frames
-    from .backends import available_backends, load_backend
+    from .backends import default_backend, load_backend
     from .faces import FaceTracker, StaticFace, detect_static, load_detector
     from .mel import SAMPLE_RATE, frame_count, mel_steps, window_start
     from .stream import LipSyncStream
@@ -330,21 +337,23 @@ def lipsync_file(
     mux_audio = wav if mux_rate == SAMPLE_RATE else read_audio(audio, mux_rate)
 
     if backend is None or isinstance(backend, str):
-        names = available_backends()
-        if not names:
-            raise RtF2fError("no lip-sync backend can run here", "install torch or onnxruntime")
         if checkpoint is None:
+            if model == "lipgan":
+                raise RtF2fError(
+                    "--model lipgan needs --checkpoint_path: LipGAN's weights are not in the model store",
+                    "download the released LipGAN .h5 (linked from the Rudrabha/LipGAN README) and pass its path",
+                )
             from ..models import model_path
 
             checkpoint = model_path("wav2lip")
-        name = backend or ("torch" if exact else names[0])
+        name = backend or ("torch" if exact else default_backend(checkpoint))
         if exact and name != "torch":
             raise RtF2fError(f"--exact runs the torch backend in fp32, not {name}", "drop --backend, or drop --exact")
         # torch runs any batch size; the exported engines keep their own batch limits and split larger batches
         opts: dict[str, Any] = {"max_batch": batch_size} if name.startswith("torch") else {}
         if exact:
             opts["precision"] = "fp32"
-        engine = load_backend(name, checkpoint, **opts)
+        engine = load_backend(name, checkpoint, model=model, **opts)
     else:
         engine = backend
 
@@ -446,6 +455,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.wav2lip_batch_size,
         face_det_batch_size=args.face_det_batch_size,
         backend=args.backend,
+        model=None if args.model == "auto" else args.model,
         face_detector=args.face_detector,
         s3fd_path=args.s3fd_path,
         detect_every=args.detect_every,

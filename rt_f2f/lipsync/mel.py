@@ -178,12 +178,12 @@ def frame_count(n_mel_steps: int, fps: float) -> int:
     return i + 1
 
 
-def mel_chunks(mel: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-    """(n_frames, 80, 16) windows, one per video frame, starting at ``window_start(i, fps)``.
+def mel_chunks(mel: np.ndarray, fps: float, n_frames: int, window: int = MEL_WINDOW) -> np.ndarray:
+    """(n_frames, 80, window) windows, one per video frame, starting at ``window_start(i, fps)``.
 
-    A window that would run past the end takes the last 16 steps instead (the original's end handling), so audio
+    ``window`` is 16 steps for Wav2Lip, 27 for LipGAN. A window that would run past the end takes the last steps instead (the original's end handling), so audio
     that is a little shorter than the video freezes the mouth on the final sound rather than failing. A mel
-    shorter than 16 steps (under 0.2 s) is first padded on the right with silence.
+    shorter than the window is first padded on the right with silence.
     """
     if mel.ndim != 2 or mel.shape[0] != N_MELS:
         raise MediaError(f"expected a mel spectrogram of shape (80, T), got {mel.shape}", "use melspectrogram()")
@@ -191,10 +191,10 @@ def mel_chunks(mel: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
         raise MediaError(f"frame rate must be positive, got {fps}", "pass the video's frames per second")
     if n_frames < 0:
         raise MediaError(f"frame count must be >= 0, got {n_frames}")
-    if mel.shape[1] < MEL_WINDOW:
-        pad = np.full((N_MELS, MEL_WINDOW - mel.shape[1]), SILENCE_LEVEL, dtype=mel.dtype)
+    if mel.shape[1] < window:
+        pad = np.full((N_MELS, window - mel.shape[1]), SILENCE_LEVEL, dtype=mel.dtype)
         mel = np.concatenate([mel, pad], axis=1)
-    last = mel.shape[1] - MEL_WINDOW
+    last = mel.shape[1] - window
     starts = np.minimum([window_start(i, fps) for i in range(n_frames)], last).astype(np.intp)
-    index = starts[:, None] + np.arange(MEL_WINDOW)[None, :]
+    index = starts[:, None] + np.arange(window)[None, :]
     return np.ascontiguousarray(mel[:, index].transpose(1, 0, 2)).astype(np.float32, copy=False)

@@ -44,7 +44,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOOKAHEAD_S = (MEL_WINDOW * HOP + N_FFT // 2) / SAMPLE_RATE  # 0.225 s of audio needed after a frame's pts
+
+def lookahead_s(mel_window: int = MEL_WINDOW) -> float:
+    """Seconds of audio a frame needs after its pts: its mel window plus the last STFT frame's half width."""
+    return (mel_window * HOP + N_FFT // 2) / SAMPLE_RATE
+
+
+LOOKAHEAD_S = lookahead_s()  # 0.225 s for Wav2Lip (0.3625 s for LipGAN's 27 steps)
 _EPS = 1e-6  # timestamps are sums of float steps (i / fps): compare with a little slack
 _TRACK = object()  # push_video's default: ask the tracker
 _CONTEXT_STEPS = 3  # mel steps of audio kept before the oldest window (its first STFT frame reaches 2.5 back)
@@ -104,15 +110,19 @@ class LipSyncStream:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if max_latency_s < LOOKAHEAD_S:
+        # LipGAN reads 27 mel steps per frame where Wav2Lip reads 16: the window sets how much audio a frame waits for
+        self.mel_window = int(getattr(backend, "mel_window", MEL_WINDOW))
+        self.lookahead_s = lookahead_s(self.mel_window)
+        if max_latency_s < self.lookahead_s:
             raise ValueError(
-                f"max_latency_s={max_latency_s} is below the {LOOKAHEAD_S:.3f} s of audio Wav2Lip needs after a frame"
+                f"max_latency_s={max_latency_s} is below the {self.lookahead_s:.3f} s of audio the generator needs "
+                "after a frame"
             )
         self.backend = backend
         self.fps = fps
         self.batch_size = batch_size
         self.max_latency_s = max_latency_s
-        self.audio_wait_s = max(audio_wait_s, LOOKAHEAD_S)
+        self.audio_wait_s = max(audio_wait_s, self.lookahead_s)
         self.max_buffer = None if math.isinf(max_buffer_s) else int(max_buffer_s * SAMPLE_RATE)
         self.tracker = tracker if tracker is not None else FaceTracker(MediaPipeDetector(), pads=pads, fps=fps)
         self.blender = blender or Blender()
@@ -177,16 +187,16 @@ class LipSyncStream:
 
     def _last_start(self) -> int | None:
         """With the audio ended: the last window start the whole-file mel has (the original clamps to it)."""
-        return None if self._audio_total is None else max(0, mel_steps(self._audio_total) - MEL_WINDOW)
+        return None if self._audio_total is None else max(0, mel_steps(self._audio_total) - self.mel_window)
 
     def _windows(self, starts: list[int]) -> np.ndarray:
-        """(B, 1, 80, 16) mel windows for frames whose windows start at these mel steps."""
+        """(B, 1, 80, mel_window) mel windows for frames whose windows start at these mel steps."""
         last_start = self._last_start()
         if last_start is not None:
             starts = [min(s, last_start) for s in starts]
         first, last = min(starts), max(starts)
-        mel = mel_columns(self._buf, self._buf_start, first, last - first + MEL_WINDOW, self._audio_total)
-        return np.stack([mel[:, s - first : s - first + MEL_WINDOW] for s in starts])[:, None].astype(np.float32)
+        mel = mel_columns(self._buf, self._buf_start, first, last - first + self.mel_window, self._audio_total)
+        return np.stack([mel[:, s - first : s - first + self.mel_window] for s in starts])[:, None].astype(np.float32)
 
     def _trim_audio(self) -> None:
         """Forget audio no queued or future frame can need (frames arrive in pts order)."""
@@ -236,7 +246,7 @@ class LipSyncStream:
 
     # -- scheduling ----------------------------------------------------------------------------------------
     def _audio_ready(self, item: _Pending) -> bool:
-        return self._audio_total is not None or self.audio_end >= item.frame.pts + LOOKAHEAD_S - _EPS
+        return self._audio_total is not None or self.audio_end >= item.frame.pts + self.lookahead_s - _EPS
 
     def _stalled(self, item: _Pending) -> bool:
         """Audio for this frame is overdue by ``audio_wait_s`` of video time: go on with silence."""

@@ -28,6 +28,9 @@ def run_list(args: argparse.Namespace) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=False)) + "  " + r[5])
     print(f"\ncache: {store.home / 'models'}")
+    from .plan import print_table
+
+    print_table()
     return 0
 
 
@@ -47,7 +50,9 @@ def run_path(args: argparse.Namespace) -> int:
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser("models", help="list, pull and locate models")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    sub.add_parser("list", help="every known model, its status, licence and source").set_defaults(func=run_list)
+    sub.add_parser(
+        "list", help="every known model, its status, licence and source, and which model each stage uses per language"
+    ).set_defaults(func=run_list)
     pull = sub.add_parser("pull", help="fetch models into the cache (needs internet for hub models)")
     pull.add_argument("names", nargs="+", metavar="NAME")
     pull.set_defaults(func=run_pull)

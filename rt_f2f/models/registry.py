@@ -119,9 +119,73 @@ def _piper_voice(lang_dir: str, voice: str, quality: str = "medium") -> ModelSpe
 _WAV2LIP_REPO = "camenduru/Wav2Lip"
 # the languages a multilingual model serves; kept literal (not imported) so the registry stays dependency-free
 LANGUAGE_CODES = (
-    "ar", "ca", "cs", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "hu", "id", "it", "ja", "ko", "nl", "no",
-    "pl", "pt", "ro", "ru", "sv", "th", "tr", "uk", "vi", "zh",
+    "ar", "ca", "cs", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "hu", "id", "it", "ja", "ko", "ml", "nl",
+    "no", "pl", "pt", "ro", "ru", "sv", "ta", "te", "th", "tr", "uk", "ur", "vi", "zh",
 )  # fmt: skip
+
+# Whisper sizes per language where base is too weak. Whisper's training data holds far less Hindi, Urdu and Tamil
+# than English, and very little Telugu and Malayalam, and small models suffer most: base is fine for English, a
+# language listed here wants at least the size given (larger is better still, and slower).
+WHISPER_SIZE_FOR: dict[str, str] = {
+    "hi": "whisper-small",
+    "ur": "whisper-small",
+    "ta": "whisper-medium",
+    "te": "whisper-large-v3",
+    "ml": "whisper-large-v3",
+}
+# NLLB-200 sizes: 600M translates every pair of these languages; for the Indic pairs and Urdu the 1.3B model is
+# markedly better (NLLB's own evaluations rank the distilled 1.3B well above the 600M on low-resource pairs).
+NLLB_SIZE_FOR: dict[str, str] = dict.fromkeys(("hi", "ur", "ta", "te", "ml"), "nllb-200-1.3b-int8")
+# MMS-TTS (VITS) voices for languages without a Piper or Kokoro voice: ISO 639-1 -> the facebook/mms-tts-* repo
+MMS_VOICES: dict[str, str] = {
+    "hi": "facebook/mms-tts-hin",
+    "te": "facebook/mms-tts-tel",
+    "ml": "facebook/mms-tts-mal",
+    "ta": "facebook/mms-tts-tam",
+    "ur": "facebook/mms-tts-urd-script_arabic",
+}
+
+
+def _nllb(size: str, repo: str, size_bytes: int) -> ModelSpec:
+    return ModelSpec(
+        name=f"nllb-200-{size.lower()}-int8",
+        kind="mt",
+        description=f"NLLB-200 distilled {size} (int8 CTranslate2): any pair among rt-f2f's languages",
+        licence="CC-BY-NC-4.0 (non-commercial)",
+        source=HubSource(
+            repo,
+            tuple(
+                HubFile(p) for p in ("model.bin", "config.json", "shared_vocabulary.json", "sentencepiece.bpe.model")
+            ),
+        ),
+        size_bytes=size_bytes,
+        languages=LANGUAGE_CODES,
+    )
+
+
+def _mms_voice(language: str, repo: str) -> ModelSpec:
+    return ModelSpec(
+        name="mms-tts-" + repo.split("mms-tts-")[1].split("-")[0],
+        kind="tts",
+        description=f"MMS-TTS VITS voice for {language} ({repo}, 16 kHz; needs transformers)",
+        licence="CC-BY-NC-4.0 (non-commercial)",
+        source=HubSource(
+            repo,
+            tuple(
+                HubFile(p)
+                for p in (
+                    "config.json",
+                    "model.safetensors",
+                    "vocab.json",
+                    "tokenizer_config.json",
+                    "special_tokens_map.json",
+                )
+            ),
+        ),
+        size_bytes=145_000_000,
+        languages=(language,),
+    )
+
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -161,21 +225,8 @@ REGISTRY: dict[str, ModelSpec] = {
         _opus_mt("es", "en", "gaudi/opus-mt-es-en-ctranslate2"),
         _opus_mt("en", "fr", "gaudi/opus-mt-en-fr-ctranslate2"),
         _opus_mt("fr", "en", "gaudi/opus-mt-fr-en-ctranslate2"),
-        ModelSpec(
-            name="nllb-200-600m-int8",
-            kind="mt",
-            description="NLLB-200 distilled 600M (int8 CTranslate2): any pair among rt-f2f's languages",
-            licence="CC-BY-NC-4.0 (non-commercial)",
-            source=HubSource(
-                "skywood/nllb-200-distilled-600M-ct2-int8",
-                tuple(
-                    HubFile(p)
-                    for p in ("model.bin", "config.json", "shared_vocabulary.json", "sentencepiece.bpe.model")
-                ),
-            ),
-            size_bytes=623_000_000,
-            languages=LANGUAGE_CODES,
-        ),
+        _nllb("600M", "skywood/nllb-200-distilled-600M-ct2-int8", 623_000_000),
+        _nllb("1.3B", "skywood/nllb-200-distilled-1.3B-ct2-int8", 1_380_000_000),
         ModelSpec(
             name="piper-en_US-joe-medium",
             kind="tts",
@@ -196,6 +247,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _piper_voice("es/es_ES", "davefx"),
         _piper_voice("de/de_DE", "thorsten"),
         _piper_voice("fr/fr_FR", "siwis"),
+        *(_mms_voice(lang, repo) for lang, repo in MMS_VOICES.items()),
         ModelSpec(
             name="kokoro-82m-int8",
             kind="tts",

@@ -26,6 +26,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import LanguageError
 from ..languages import LANGUAGES, validate
+from ..models.plan import language_status
 from . import bounded_json
 from .errors import ApiError
 from .http_guard import GuardedAppRunner
@@ -309,6 +310,7 @@ async def get_config(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "languages": LANGUAGES,
+            "language_status": language_status(),  # which this server can run, and why not (rt_f2f.models.plan)
             "max_participants": limits.max_participants,
             "slots": limits.max_participants - 1,
             "max_message_bytes": limits.max_message_bytes,

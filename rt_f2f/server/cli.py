@@ -86,7 +86,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint_path",
         type=Path,
-        help="Wav2Lip checkpoint: translated video is lip-synced to the translated speech (default: the model "
+        help="Wav2Lip checkpoint (.pth) or LipGAN weights (.h5, recognised from the file): translated video is "
+        "lip-synced to the translated speech (default: the model "
         "store's wav2lip when it is on disk; without one, translated calls show the original mouth)",
     )
     parser.add_argument(

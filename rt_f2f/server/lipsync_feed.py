@@ -104,13 +104,19 @@ class LipSyncModel:
 
     def stream(self) -> Any:
         """A new stream for one feed (called on that feed's worker thread: its face detector lives there)."""
-        from ..lipsync.stream import LipSyncStream
+        from ..lipsync.stream import LipSyncStream, lookahead_s
 
         c = self.config
+        # LipGAN reads more audio per frame (27 mel steps) than Wav2Lip: its frames may wait for it
+        lookahead = lookahead_s(getattr(self.backend, "mel_window", 16))
         # Frames not sent to the generator do not advance the stream's clock, so it cannot trim old audio by itself;
         # a few seconds cover every frame it is given (audio is committed 0.2 s ahead of them).
         return LipSyncStream(
-            self.backend, fps=c.fps, batch_size=c.batch, max_latency_s=c.batch_latency_s, max_buffer_s=3.0
+            self.backend,
+            fps=c.fps,
+            batch_size=c.batch,
+            max_latency_s=max(c.batch_latency_s, lookahead + 0.075),
+            max_buffer_s=3.0,
         )
 
 
@@ -121,7 +127,7 @@ def load_lipsync(
     from ..lipsync.backends import default_backend, load_backend
 
     config = config or CallLipSyncConfig()
-    name = backend or default_backend()
+    name = backend or default_backend(checkpoint)
     opts = {"max_batch": config.batch} if name.startswith("torch") else {}
     engine = load_backend(name, checkpoint, **opts)
     engine.warmup(config.batch)  # the first call's frames should not pay for lazy initialisation

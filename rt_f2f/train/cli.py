@@ -64,6 +64,9 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         help="the sync loss joins once the val sync loss is below this (default: 0.75; inf = from the start)",
     )  # fmt: skip
     w.set_defaults(func=run_wav2lip)
+    from .lipgan import add_train_parser as add_lipgan
+
+    add_lipgan(sub)
     return p
 
 

@@ -1,8 +1,8 @@
 """Which voice speaks a language, and the pipeline stage that turns translations into streamed speech.
 
 The automatic choice goes from best to most available: a Piper voice for the language if one is on this machine
-(natural and fastest), else Kokoro if it speaks the language (natural, slower), else espeak-ng (robotic, speaks
-nearly everything). Loaded voices are kept per process: a voice costs hundreds of milliseconds and tens of MB to
+(natural and fastest), else Kokoro if it speaks the language (natural, slower), else a pulled MMS-TTS voice (VITS,
+one per language: Telugu, Malayalam, Tamil, Urdu...), else espeak-ng (robotic, speaks nearly everything). Loaded voices are kept per process: a voice costs hundreds of milliseconds and tens of MB to
 load, and every stage or session asking for the same voice should share one.
 """
 
@@ -23,7 +23,7 @@ from ..models import REGISTRY
 from ..stage import Stage
 from .base import Synthesizer, split_first
 
-BACKENDS = ("piper", "kokoro", "espeak")
+BACKENDS = ("piper", "kokoro", "mms", "espeak")
 
 _cache: dict[tuple[str, str], Synthesizer] = {}
 _cache_lock = threading.Lock()
@@ -70,6 +70,22 @@ def _kokoro(language: str, voice: str | None) -> Synthesizer:
     return synth
 
 
+def _mms(language: str, voice: str | None) -> Synthesizer:
+    from ..models import get_store
+    from .mms import MmsSynthesizer, mms_voice_name
+
+    if voice is None:
+        name = mms_voice_name(language)
+        if name is None:
+            raise ModelMissingError(
+                f"no MMS-TTS voice for '{language}' is known", "give the folder of an mms-tts voice"
+            )
+        voice = str(get_store().path(name))  # a voice not pulled fails here, naming the pull command
+    synth = _cached("mms", str(voice), lambda: MmsSynthesizer(voice, language))
+    synth.check_language(language)
+    return synth
+
+
 def _espeak(language: str, voice: str | None) -> Synthesizer:
     from .espeak import EspeakSynthesizer
 
@@ -78,13 +94,19 @@ def _espeak(language: str, voice: str | None) -> Synthesizer:
     return synth
 
 
-_MAKERS: dict[str, Callable[[str, str | None], Synthesizer]] = {"piper": _piper, "kokoro": _kokoro, "espeak": _espeak}
+_MAKERS: dict[str, Callable[[str, str | None], Synthesizer]] = {
+    "piper": _piper,
+    "kokoro": _kokoro,
+    "mms": _mms,
+    "espeak": _espeak,
+}
 
 
 def candidates(language: str) -> list[str]:
     """The backends that could speak ``language`` here, best first (without loading any model)."""
     from .espeak import espeak_voices
     from .kokoro import ESPEAK_LANGS
+    from .mms import mms_voice_ready
     from .piper import piper_voices_for
 
     code = validate(language)
@@ -93,6 +115,8 @@ def candidates(language: str) -> list[str]:
         found.append("piper")
     if code in ESPEAK_LANGS:
         found.append("kokoro")
+    if mms_voice_ready(code):
+        found.append("mms")
     try:
         if code in espeak_voices():
             found.append("espeak")
@@ -104,8 +128,8 @@ def candidates(language: str) -> list[str]:
 def get_synthesizer(language: str, backend: str | None = None, voice: str | None = None) -> Synthesizer:
     """A loaded synthesizer that speaks ``language``.
 
-    ``backend`` forces one of ``piper``, ``kokoro``, ``espeak``; ``voice`` picks within it (a Piper registry name or
-    .onnx path; a Kokoro style name). Without ``backend`` the best available backend is used, falling through to
+    ``backend`` forces one of ``piper``, ``kokoro``, ``mms``, ``espeak``; ``voice`` picks within it (a Piper registry
+    name or .onnx path; a Kokoro style name; an MMS voice folder). Without ``backend`` the best available backend is used, falling through to
     the next when one cannot load here (a missing model, a missing program).
     """
     code = validate(language)
