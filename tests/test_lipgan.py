@@ -291,7 +291,10 @@ def test_lipsync_command_renders_a_video_with_lipgan(lipgan_h5, tmp_path):
     from rt_f2f.video import read_frames
 
     frames = [f.image for f in read_frames(out)]
-    assert len(frames) == 15  # 0.6 s at 25 fps
+    from rt_f2f.lipsync.mel import frame_count, mel_steps
+
+    # the file command makes the original's number of frames: one per mel window that fits (0.6 s -> 12 at 25 fps)
+    assert len(frames) == frame_count(mel_steps(int(0.6 * 16000)), 25.0)
     still = np.asarray(__import__("cv2").imread(str(photo))[..., ::-1], dtype=int)
     changed = [np.abs(f.astype(int) - still).mean() for f in frames]
     assert min(changed) > 0.3  # the generator's mouth was pasted into every frame
