@@ -106,11 +106,19 @@ async def run_camera(args: argparse.Namespace, engine: Any | None = None) -> dic
 
 
 def _load_lipsync(args: argparse.Namespace) -> tuple[Any | None, dict[str, Any]]:
-    from ..server.lipsync_feed import lipsync_for_server
+    """The call server's generator set-up (loaded once, warmed up); without a checkpoint, the model store's
+    ``wav2lip`` when it is on disk, else lip-sync is off (said once)."""
+    from ..models.store import get_store
+    from ..server.lipsync_feed import load_lipsync
 
-    model = lipsync_for_server(args.checkpoint_path, args.lipsync_backend)
-    if model is None:
-        return None, {"enabled": False, "reason": "no Wav2Lip checkpoint: the delayed picture passes through"}
+    checkpoint = args.checkpoint_path
+    if checkpoint is None and get_store().status("wav2lip").where in ("env", "cache"):
+        checkpoint = get_store().path("wav2lip")
+    if checkpoint is None:
+        reason = "no Wav2Lip checkpoint: the picture is delayed, mouths unchanged (pass --checkpoint_path wav2lip.pth)"
+        print(f"rt-f2f camera: {reason}", file=sys.stderr)
+        return None, {"enabled": False, "reason": reason}
+    model = load_lipsync(checkpoint, args.lipsync_backend)
     return model, {"enabled": True, "backend": model.backend_name, "checkpoint": str(model.checkpoint)}
 
 
