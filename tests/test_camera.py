@@ -33,12 +33,10 @@ from camera_fixtures import (
     read_y4m,
     tone_starts,
     write_pattern,
-    write_still_talk,
 )
 
 from rt_f2f.camera.command import run_camera
 from rt_f2f.cli import build_parser, main
-from rt_f2f.errors import RtF2fError
 
 DELAY = 2.0
 BT1359 = (-0.045, 0.125)
@@ -106,3 +104,190 @@ def test_av_sync_on_y4m_and_wav_with_a_test_pattern(pattern: Path, tmp_path: Pat
     assert report["stopped_by"] == "duration" and report["translation"].startswith("bipe")
     assert report["scheduler"]["clauses_dropped"] == 0 and report["lipsync"]["enabled"] is False
     assert not list(tmp_path.glob(".*.part"))
+
+
+# -- the virtual camera through pyvirtualcam --------------------------------------------------------------------
+
+READER = """
+import json, sys
+import av
+frames = []
+with av.open(sys.argv[1], format="yuv4mpegpipe") as c:
+    s = c.streams.video[0]
+    rate = float(s.average_rate or s.guessed_rate)
+    for f in c.decode(s):
+        frames.append(float(f.to_ndarray(format="gray")[8:, 8:].mean()))
+json.dump({"rate": rate, "width": s.codec_context.width, "height": s.codec_context.height, "means": frames},
+          open(sys.argv[2], "w"))
+"""
+
+
+class FifoCamera:
+    """A pyvirtualcam backend (the interface of ``pyvirtualcam.Backend``) that writes YUV4MPEG2 into a FIFO:
+    what a v4l2loopback device would carry, read back by another process."""
+
+    fifo: Path | None = None
+
+    def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None, **kw) -> None:
+        from pyvirtualcam.util import encode_fourcc
+
+        from rt_f2f.camera.video_out import Y4MWriter
+
+        if fourcc != encode_fourcc("raw ") or self.fifo is None:
+            raise RuntimeError("FifoCamera takes RGB frames and needs a FIFO")
+        self.width, self.height = width, height
+        self.file = open(self.fifo, "wb")  # noqa: SIM115  (blocks until the reader opens it)
+        self.writer = Y4MWriter(self.file, width, height, fps)
+
+    def send(self, frame: np.ndarray) -> None:
+        self.writer.write(frame.reshape(self.height, self.width, 3))
+
+    def close(self) -> None:
+        self.file.close()
+
+    def device(self) -> str:
+        return str(self.fifo)
+
+    def native_fourcc(self) -> None:
+        return None
+
+
+def test_virtual_camera_through_a_registered_pyvirtualcam_backend(
+    pattern: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyvirtualcam
+    import pyvirtualcam.camera
+
+    fifo, seen = tmp_path / "camera.fifo", tmp_path / "seen.json"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(FifoCamera, "fifo", fifo)
+    monkeypatch.setitem(pyvirtualcam.camera.BACKENDS, "test-fifo", FifoCamera)
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(fifo), str(seen)])
+    try:
+        seconds = 6.0
+        report = asyncio.run(
+            run_camera(
+                camera_args("--input", str(pattern), "--wav", str(tmp_path / "a.wav"), "--duration", str(seconds)),
+                engine=BeepEngine(),
+            )
+        )
+        assert reader.wait(30) == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    got = json.loads(seen.read_text())
+    # the other process got every frame the camera was sent, at 25 fps, with the flashes where the pattern has them
+    assert report["outputs"][0].startswith(f"virtual camera {fifo} (test-fifo)")
+    assert (got["rate"], got["width"], got["height"]) == (25.0, 160, 120)
+    assert len(got["means"]) == report["output"]["frames"] == round(seconds * FPS)
+    bright = [m > 150 for m in got["means"]]
+    starts = [i / FPS for i, b in enumerate(bright) if b and (i == 0 or not bright[i - 1])]
+    assert starts == pytest.approx(expected_flashes(seconds), abs=0.5 / FPS)
+    # frames leave a virtual camera on time: the report's offset includes how late each one was sent. On a shared
+    # 2-core machine the event loop (and the FIFO's reader) can stall for a few frames; a stall shows up here, so the
+    # bound is on most of the run, and the median is inside a frame
+    sync = report["av_offset"]
+    assert sync["in_bt1359"] >= 0.9 and abs(sync["p50_s"]) < 0.02, sync
+    assert report["output"]["frame_send_late_p95_s"] < 0.1
+
+
+def test_no_v4l2loopback_is_one_clear_error_and_leaves_nothing(pattern: Path, tmp_path: Path, capsys) -> None:
+    wav = tmp_path / "a.wav"
+    rc = main(["camera", "--source", "en", "--target", "pt", "--input", str(pattern), "--wav", str(wav)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "v4l2loopback kernel module is not loaded" in err and "exclusive_caps=1" in err
+    assert "Traceback" not in err and not list(tmp_path.iterdir())
+
+
+def test_unknown_devices_are_clear_errors(pattern: Path, tmp_path: Path, capsys) -> None:
+    for argv, said in (
+        (["--camera", "/dev/video-none", "--y4m", str(tmp_path / "v.y4m")], "no camera /dev/video-none"),
+        (["--input", str(pattern), "--virtual-camera", "Nonesuch Cam"], "virtual camera 'Nonesuch Cam'"),
+        (["--input", str(tmp_path / "missing.mp4")], "no such file"),
+        (["--input", str(pattern), "--duration", "-1"], "--duration -1"),
+    ):
+        rc = main(["camera", "--source", "en", "--target", "pt", *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and said in err and "hint:" in err and "Traceback" not in err, (argv, err)
+    assert not list(tmp_path.iterdir())
+
+
+def test_list_devices_and_help_are_instant(capsys) -> None:
+    assert main(["camera", "--list-devices"]) == 0
+    out = capsys.readouterr().out
+    assert "cameras (--camera):" in out and "microphones (--microphone):" in out
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "rt_f2f", "camera", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "--virtual-mic" in done.stdout
+    assert not any(f"| {heavy}" in done.stderr for heavy in ("torch", "sounddevice", "pyvirtualcam", "av"))
+
+
+# -- the virtual microphone in a real PulseAudio daemon ------------------------------------------------------------
+
+
+@pytest.fixture
+def pulse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    yield from pulse_daemon(tmp_path, monkeypatch)
+
+
+def record_source(pulse, name: str, out: Path, appear_s: float = 60.0) -> subprocess.Popen | None:
+    """Wait for source ``name`` to appear, then record it with parecord (16 kHz mono WAV)."""
+    deadline = time.monotonic() + appear_s
+    while name not in pulse.names("sources"):
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+    return subprocess.Popen(
+        ["parecord", f"--device={name}", "--rate=16000", "--channels=1", "--format=s16le", "--file-format=wav",
+         "--latency-msec=20", str(out)],
+        env=pulse.env,
+    )  # fmt: skip
+
+
+def test_virtual_microphone_is_created_heard_and_removed(pulse, pattern: Path, tmp_path: Path) -> None:
+    import concurrent.futures
+
+    import soundfile as sf
+
+    name, recording = "rt-f2f-test-mic", tmp_path / "heard.wav"
+    before = pulse.pactl("list", "short", "modules")
+    seconds = 8.0
+    args = camera_args("--input", str(pattern), "--y4m", str(tmp_path / "v.y4m"), "--virtual-mic", name,
+                       "--duration", str(seconds))  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        recorder = pool.submit(record_source, pulse, name, recording)
+        report = asyncio.run(run_camera(args, engine=BeepEngine()))
+        proc = recorder.result()
+    assert proc is not None, "the virtual microphone never appeared in `pactl list sources`"
+    proc.terminate()
+    proc.wait(10)
+    # gone afterwards: no source, no sink, the module list as it was
+    assert name not in pulse.names("sources") and f"{name}-sink" not in pulse.names("sinks")
+    assert pulse.pactl("list", "short", "modules") == before
+    assert report["virtual_devices_created_and_removed"] == [f"PulseAudio source {name} (null sink {name}-sink)"]
+    # another process heard the answers through it, spaced as the pattern spaced the beeps (one clock, no creep)
+    heard, rate = sf.read(str(recording), dtype="float32")
+    starts = np.array(tone_starts(heard, rate))
+    flashes = np.array(expected_flashes(seconds))
+    assert starts.size >= flashes.size - 1, (starts, flashes)
+    gaps = np.diff(starts[: flashes.size]) - np.diff(flashes[: starts.size])
+    assert np.abs(gaps).max() < 0.03, gaps
+    device = report["devices"][0]
+    assert device["name"] == f"virtual microphone {name}" and device["resyncs"] <= 2
+    assert report["av_offset"]["in_bt1359"] >= 0.95
+
+
+def test_no_sound_server_is_one_clear_error_and_leaves_nothing(
+    pattern: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    empty = tmp_path / "xdg"
+    empty.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(empty))
+    monkeypatch.setenv("PULSE_SERVER", f"unix:{empty}/none")
+    out = tmp_path / "out"
+    rc = main(["camera", "--source", "en", "--target", "pt", "--input", str(pattern), "--y4m", str(out / "v.y4m")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no PulseAudio or PipeWire server is running" in err and "--wav" in err
+    assert not list(out.iterdir())  # the Y4M opened before the microphone failed is gone

@@ -144,7 +144,6 @@ class CaptureInput:
         self.device = camera or default_camera()
         if not self.device:
             raise DeviceError("no camera given", "pass --camera NAME (see `rt-f2f camera --list-devices`)")
-        self.mic_index = find_sound_device(microphone, "microphone")
         self.name = f"camera {self.device} + microphone {microphone or '(default)'}"
         try:
             self.container = av.open(
@@ -152,6 +151,11 @@ class CaptureInput:
             )
         except (av.error.FFmpegError, OSError) as exc:
             raise _camera_error(self.device, exc) from exc
+        try:
+            self.mic_index = find_sound_device(microphone, "microphone")
+        except BaseException:
+            self.container.close()
+            raise
         stream = self.container.streams.video[0]
         self.width = int(stream.codec_context.width) + (int(stream.codec_context.width) & 1)
         self.height = int(stream.codec_context.height) + (int(stream.codec_context.height) & 1)
