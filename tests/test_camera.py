@@ -33,6 +33,7 @@ from camera_fixtures import (
     read_y4m,
     tone_starts,
     write_pattern,
+    write_still_talk,
 )
 
 from rt_f2f.camera.command import run_camera
@@ -291,3 +292,80 @@ def test_no_sound_server_is_one_clear_error_and_leaves_nothing(
     err = capsys.readouterr().err
     assert rc == 2 and "no PulseAudio or PipeWire server is running" in err and "--wav" in err
     assert not list(out.iterdir())  # the Y4M opened before the microphone failed is gone
+
+
+# -- end to end with the real speech engine and a random-weight Wav2Lip (slow) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def still_talk(tmp_path_factory) -> dict[str, Path]:
+    from lipsync_fixtures import shared_checkpoint
+
+    folder = tmp_path_factory.mktemp("talk")
+    return {"video": write_still_talk(folder / "talk.mp4"), "checkpoint": shared_checkpoint()}
+
+
+def portuguese_words(whisper_base, samples_16k: np.ndarray) -> str:
+    return " ".join(w.text for w in whisper_base.transcribe(samples_16k, language="pt").words).lower()
+
+
+@pytest.mark.slow
+def test_still_face_talk_to_y4m_and_wav(still_talk, tmp_path: Path, whisper_base, capsys) -> None:
+    """The issue's "done when": `rt-f2f camera --input talk.mp4 --source en --target pt --y4m out.y4m --wav out.wav
+    --duration 20` writes a 25 fps Y4M and a WAV of the same length, heard back as Portuguese, with the A/V offset
+    inside BT.1359 throughout."""
+    import soundfile as sf
+
+    y4m, wav, report_path = tmp_path / "out.y4m", tmp_path / "out.wav", tmp_path / "r.json"
+    rc = main(
+        ["camera", "--input", str(still_talk["video"]), "--source", "en", "--target", "pt", "--y4m", str(y4m),
+         "--wav", str(wav), "--duration", "20", "--checkpoint_path", str(still_talk["checkpoint"]),
+         "--report", str(report_path)]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "out " in captured.err and "fps" in captured.err and "mouths" in captured.err  # the status line
+    report = json.loads(report_path.read_text())
+    video = read_y4m(y4m.read_bytes())
+    audio, rate = sf.read(str(wav), dtype="float32")
+    assert video.rate == 25 and len(video.frames) == 500 and audio.size / rate == len(video.frames) / 25
+    sync = report["av_offset"]
+    assert sync["in_bt1359"] == 1.0 and sync["frames"] > 400
+    assert all(BT1359[0] <= w["min_s"] and w["max_s"] <= BT1359[1] for w in sync["over_time"])
+    assert report["lipsync"]["enabled"] and report["lipsync"]["frames_rendered"] > 0
+    assert all(p["delay_s"] <= 20.0 for p in report["output_delay"]["over_time"])
+    assert rate == 16000
+    heard = portuguese_words(whisper_base, audio)
+    assert "jovem" in heard, heard
+    print(json.dumps({k: report[k] for k in ("output", "av_offset", "lipsync", "translation")}, indent=1))
+
+
+@pytest.mark.slow
+def test_virtual_microphone_carries_portuguese_speech(pulse, still_talk, tmp_path: Path, whisper_base) -> None:
+    """`--virtual-mic rt-f2f-mic` with a PulseAudio daemon running: `pactl list sources` shows it, another process
+    records Portuguese speech from it, and it is gone after the command ends."""
+    import soundfile as sf
+
+    recording = tmp_path / "heard.wav"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "rt_f2f", "camera", "--input", str(still_talk["video"]), "--source", "en",
+         "--target", "pt", "--y4m", str(tmp_path / "v.y4m"), "--virtual-mic", "rt-f2f-mic", "--duration", "16",
+         "--quiet", "--report", str(tmp_path / "r.json")],
+        env=pulse.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    try:
+        recorder = record_source(pulse, "rt-f2f-mic", recording, appear_s=120)
+        assert recorder is not None, command.stderr.read() if command.poll() is not None else "no source appeared"
+        out, err = command.communicate(timeout=240)
+    finally:
+        if command.poll() is None:
+            command.kill()
+    recorder.terminate()
+    recorder.wait(10)
+    assert command.returncode == 0, err
+    assert "removed PulseAudio source rt-f2f-mic" in out
+    assert "rt-f2f-mic" not in pulse.names("sources") and "rt-f2f-mic-sink" not in pulse.names("sinks")
+    heard, rate = sf.read(str(recording), dtype="float32")
+    assert rate == 16000 and heard.size > 10 * rate
+    words = portuguese_words(whisper_base, heard)
+    assert "jovem" in words, words
