@@ -80,7 +80,9 @@ class DeviceAudioSink:
     (``PULSE_SINK`` makes the ALSA ``pulse`` device play into the virtual microphone's sink).
     """
 
-    ahead_s = 0.5  # samples reach the callback's buffer well before their time; it picks them by time
+    # samples go to the callback's buffer as soon as the core emits them (up to lead + lookahead, 0.3-1.3 s, before
+    # their time): it picks them by time, and the slack rides out event-loop stalls on a busy machine
+    ahead_s = 30.0
 
     def __init__(
         self,
