@@ -77,7 +77,10 @@ class DeviceAudioSink:
     """A PortAudio output stream fed on the output clock (see the module docstring).
 
     ``device`` is a sounddevice index or name (None: the default output); ``env`` is set while the stream opens
-    (``PULSE_SINK`` makes the ALSA ``pulse`` device play into the virtual microphone's sink).
+    (``PULSE_SINK`` makes the ALSA ``pulse`` device play into the virtual microphone's sink). ``latency_s`` is the
+    device buffer: a larger one rides out longer stalls of this process (the callback needs the GIL) and costs no
+    sync, since samples are picked for the time they will be heard; it only needs them that much earlier (the core
+    emits audio 0.3 s ahead at least).
     """
 
     # samples go to the callback's buffer as soon as the core emits them (up to lead + lookahead, 0.3-1.3 s, before
@@ -91,6 +94,7 @@ class DeviceAudioSink:
         name: str,
         env: dict[str, str] | None = None,
         resync_s: float = 0.03,
+        latency_s: float = 0.15,
     ) -> None:
         import sounddevice as sd
 
@@ -101,7 +105,7 @@ class DeviceAudioSink:
         self._lock = threading.Lock()
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (start sample, samples), in order
         self._cursor: int | None = None  # next sample to play
-        self.underrun_samples = 0  # silence played because the sample was not there yet
+        self._short: deque[tuple[int, int, int]] = deque(maxlen=100_000)  # callbacks short of samples
         self.late_samples = 0  # samples whose time had passed before the device could play them (skipped)
         self.resyncs = 0
         self.offsets: deque[tuple[float, float]] = deque(maxlen=100_000)  # (output pts, audio late by s)
@@ -110,7 +114,7 @@ class DeviceAudioSink:
         os.environ.update(env or {})
         try:
             self.stream = sd.OutputStream(
-                samplerate=rate, channels=1, dtype="float32", device=device, latency="high", callback=self._callback
+                samplerate=rate, channels=1, dtype="float32", device=device, latency=latency_s, callback=self._callback
             )
             self.stream.start()
         except (sd.PortAudioError, ValueError) as exc:
@@ -162,7 +166,8 @@ class DeviceAudioSink:
                     out[lo - self._cursor : hi - self._cursor] = samples[lo - start : hi - start]
                     filled += hi - lo
         if due >= 0:
-            self.underrun_samples += frames - filled
+            if filled < frames:
+                self._short.append((self._cursor, frames, filled))
             self.offsets.append((self._cursor / self.rate, (due - self._cursor) / self.rate))
         self._cursor = end
 
@@ -171,6 +176,16 @@ class DeviceAudioSink:
         if stream is not None:
             stream.abort()
             stream.close()
+        self.end_n = end_n
+
+    end_n: int | None = None
+
+    @property
+    def underrun_samples(self) -> int:
+        """Silence played because the sample was not there yet, up to the end of the output (the device plays on
+        for a moment after the last sample, which is not a loss)."""
+        end = self.end_n if self.end_n is not None else (self._cursor or 0)
+        return sum(max(0, min(frames, end - start) - filled) for start, frames, filled in list(self._short))
 
 
 def open_device_sink(device: str | None, rate: int, env: dict[str, str] | None = None) -> DeviceAudioSink:

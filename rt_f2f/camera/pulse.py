@@ -81,14 +81,13 @@ class PulseVirtualMic:
                 )
         atexit.register(self.close)
         try:
-            label = self.name.replace("-", "_")
             self._modules.append(
                 pactl("load-module", "module-null-sink", f"sink_name={self.sink}",
-                      f"sink_properties=device.description={label}_output").strip()
+                      f"sink_properties=device.description={self.sink}").strip()
             )  # fmt: skip
             self._modules.append(
                 pactl("load-module", "module-remap-source", f"master={self.sink}.monitor", f"source_name={self.name}",
-                      f"source_properties=device.description={label}").strip()
+                      f"source_properties=device.description={self.name}").strip()
             )  # fmt: skip
         except BaseException:
             self.close()
