@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -292,6 +293,65 @@ def test_no_sound_server_is_one_clear_error_and_leaves_nothing(
     err = capsys.readouterr().err
     assert rc == 2 and "no PulseAudio or PipeWire server is running" in err and "--wav" in err
     assert not list(out.iterdir())  # the Y4M opened before the microphone failed is gone
+
+
+
+def interrupt_after(seconds: float) -> None:
+    """Ctrl-C this process ``seconds`` from now (the session's signal handler turns it into a clean stop)."""
+    asyncio.get_running_loop().call_later(seconds, os.kill, os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_cleanly_with_files_of_equal_length(pattern: Path, tmp_path: Path, capsys) -> None:
+    import soundfile as sf
+
+    y4m, wav = tmp_path / "out.y4m", tmp_path / "out.wav"
+    args = build_parser().parse_args(
+        ["camera", "--source", "en", "--target", "pt", "--input", str(pattern), "--y4m", str(y4m), "--wav", str(wav)]
+    )
+
+    async def run() -> dict:
+        interrupt_after(4.5)
+        return await run_camera(args, engine=BeepEngine())
+
+    report = asyncio.run(run())
+    assert report["stopped_by"] == "Ctrl-C"
+    video = read_y4m(y4m.read_bytes())
+    audio, rate = sf.read(str(wav), dtype="float32")
+    assert len(video.frames) == report["output"]["frames"] > 25 and audio.size == len(video.frames) * rate // FPS
+    assert report["output"]["audio_missing_s"] == 0
+    # the status line came once a second while it ran
+    status = [line for line in capsys.readouterr().err.splitlines() if line.startswith("out ")]
+    assert len(status) >= 3 and all("fps" in line and "delay 2.00 s" in line and "A/V" in line for line in status)
+
+
+class FailingEngine(BeepEngine):
+    """Breaks two seconds into the run, as a model that runs out of memory would."""
+
+    async def run(self, audio):
+        async for item in super().run(audio):
+            yield item
+            if item.pts > 1.0:
+                raise RuntimeError("the translator broke")
+
+
+def test_ctrl_c_and_errors_remove_the_virtual_microphone(pulse, pattern: Path, tmp_path: Path) -> None:
+    name = "rt-f2f-test-mic"
+    args = camera_args("--input", str(pattern), "--y4m", str(tmp_path / "v.y4m"), "--virtual-mic", name)
+
+    async def interrupted() -> dict:
+        interrupt_after(3.0)
+        return await run_camera(args, engine=BeepEngine())
+
+    report = asyncio.run(interrupted())
+    assert report["stopped_by"] == "Ctrl-C" and report["output"]["frames"] > 0
+    assert name not in pulse.names("sources") and f"{name}-sink" not in pulse.names("sinks")
+    assert (tmp_path / "v.y4m").exists()
+    (tmp_path / "v.y4m").unlink()
+    # an error mid-run: raised after the microphone is removed and the half-written Y4M deleted
+    with pytest.raises(RuntimeError, match="the translator broke"):
+        asyncio.run(run_camera(args, engine=FailingEngine()))
+    assert name not in pulse.names("sources") and f"{name}-sink" not in pulse.names("sinks")
+    assert not list(tmp_path.glob("*.y4m")) and not list(tmp_path.glob(".*.part"))
 
 
 # -- end to end with the real speech engine and a random-weight Wav2Lip (slow) ---------------------------------------
