@@ -295,7 +295,6 @@ def test_no_sound_server_is_one_clear_error_and_leaves_nothing(
     assert not list(out.iterdir())  # the Y4M opened before the microphone failed is gone
 
 
-
 def interrupt_after(seconds: float) -> None:
     """Ctrl-C this process ``seconds`` from now (the session's signal handler turns it into a clean stop)."""
     asyncio.get_running_loop().call_later(seconds, os.kill, os.getpid(), signal.SIGINT)
