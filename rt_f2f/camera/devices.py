@@ -9,6 +9,7 @@ takes a camera away from the app that is using it.
 from __future__ import annotations
 
 import platform
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,17 +93,24 @@ def _ffmpeg_listed_cameras() -> list[Device]:
     return devices
 
 
-def sound_devices() -> list[dict]:
-    """PortAudio's devices, enumerated afresh (a sound server started after import is then seen)."""
+_REFRESH = threading.Lock()
+
+
+def sound_devices(refresh: bool = False) -> list[dict]:
+    """PortAudio's devices; ``refresh`` enumerates them afresh, so a sound server started after PortAudio was
+    initialised is seen. Refreshing restarts PortAudio, which would end open streams: callers refresh only when
+    what they look for is missing, before opening their own streams."""
     try:
         import sounddevice as sd
     except OSError as exc:  # PortAudio itself is missing
         raise DeviceError(
             f"sound devices cannot be used: {exc}", "install PortAudio (Debian: apt install libportaudio2)"
         ) from exc
-    sd._terminate()
-    sd._initialize()
-    return [dict(d) for d in sd.query_devices()]
+    with _REFRESH:
+        if refresh:
+            sd._terminate()
+            sd._initialize()
+        return [dict(d) for d in sd.query_devices()]
 
 
 def list_microphones() -> list[Device]:
@@ -123,8 +131,15 @@ def list_speakers() -> list[Device]:
 
 def find_sound_device(name: str | None, kind: str) -> int | None:
     """Index of the device whose name is ``name`` or contains it (case-insensitive); None: the system default."""
-    devices = sound_devices()
     channels = "max_input_channels" if kind == "microphone" else "max_output_channels"
+
+    def matches(devices: list[dict]) -> bool:
+        names = [d["name"].lower() for d in devices if d[channels] > 0]
+        return bool(names) and (name is None or any(name.lower() in n for n in names))
+
+    devices = sound_devices()
+    if not matches(devices):
+        devices = sound_devices(refresh=True)
     candidates = [(i, d) for i, d in enumerate(devices) if d[channels] > 0]
     if name is None:
         if not candidates:
@@ -151,6 +166,7 @@ def format_devices() -> str:
     except RtF2fError as exc:
         cameras, lines = [], [f"cameras: cannot list ({exc.message})"]
     try:
+        sound_devices(refresh=True)
         mics, speakers = list_microphones(), list_speakers()
     except RtF2fError as exc:
         mics, speakers = [], []

@@ -77,6 +77,7 @@ class CameraRun:
     input_frames: int = 0
     engine_dropped_s: float = 0.0
     stopped_by: str = ""
+    origin: float = 0.0  # time.monotonic() of session time 0: output pts X plays at origin + X
     wall_seconds: float = 0.0
     status_lines: int = 0
 
@@ -157,7 +158,7 @@ class CameraSession:
             result, pacer.put_frame, factory, config, origin_wall=lambda: origin, on_audio=pacer.put_audio
         )
         live = LiveFaceToFace(scheduler, sink)
-        state = CameraRun(result, pacer, sink)
+        state = CameraRun(result, pacer, sink, origin=origin)
         queue: asyncio.Queue[AudioChunk] = asyncio.Queue(maxsize=int(ENGINE_QUEUE_S / 0.05))
 
         def on_audio(chunk: AudioChunk, wall: float) -> None:
@@ -289,6 +290,7 @@ def build_report(
         "delay_s": config.delay,
         "max_delay_s": config.max_delay,
         "stopped_by": state.stopped_by,
+        "clock": {"origin_monotonic_s": state.origin, "first_output_pts_s": config.delay},
         "wall_seconds": state.wall_seconds,
         "output": {
             "fps": OUTPUT_FPS,
