@@ -497,3 +497,74 @@ def test_virtual_microphone_plays_each_answer_at_its_frame_time(pulse, pattern: 
     inside = (offsets >= BT1359[0]) & (offsets <= BT1359[1])
     assert inside.mean() >= 0.8, offsets  # a stall of this busy machine may cost one answer its time
     assert abs(np.median(offsets)) < 0.045, offsets
+
+
+# -- camera + microphone capture ----------------------------------------------------------------------------------
+
+
+def play_camera(fifo: Path, seconds: float) -> None:
+    """Stream the pattern's frames into a Y4M FIFO at 25 fps, as a camera delivers them, then hang up."""
+    from camera_fixtures import pattern_frame
+
+    from rt_f2f.camera.video_out import Y4MWriter
+
+    out = open(fifo, "wb")  # noqa: SIM115  (blocks until the camera reader opens it)
+    try:
+        writer = Y4MWriter(out, 160, 120, FPS)
+        start = time.monotonic()
+        for i in range(int(seconds * FPS)):
+            time.sleep(max(0.0, start + i / FPS - time.monotonic()))
+            writer.write(pattern_frame(i))
+            out.flush()
+        out.close()
+    except BrokenPipeError:
+        pass  # the run ended first and closed its end
+
+
+@pytest.mark.slow  # 20-40 s on the shared machine
+def test_camera_and_microphone_capture(pulse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The capture path: frames from an FFmpeg live input (a Y4M FIFO standing in for v4l2, through the same
+    reader thread) and sound from a PulseAudio source through sounddevice; then the camera hangs up mid-run, which
+    is one clear error with the outputs removed."""
+    import threading
+
+    import soundfile as sf
+    from camera_fixtures import pattern_audio
+
+    fifo, pcm = tmp_path / "camera.y4m", tmp_path / "speech.raw"
+    os.mkfifo(fifo)
+    pcm.write_bytes((np.tile(pattern_audio(), 4) * 32767).astype("<i2").tobytes())
+    monkeypatch.setenv("PULSE_SOURCE", "speakers.monitor")  # the ALSA pulse device records what `speakers` plays
+    player = subprocess.Popen(
+        ["pacat", "--playback", "--device=speakers", "--format=s16le", "--rate=16000", "--channels=1", "--raw",
+         str(pcm)], env=pulse.env,
+    )  # fmt: skip
+    camera = threading.Thread(target=play_camera, args=(fifo, 10.0))
+    camera.start()
+    y4m, wav = tmp_path / "out.y4m", tmp_path / "out.wav"
+    argv = ["--camera", str(fifo), "--camera-format", "yuv4mpegpipe", "--microphone", "pulse", "--y4m", str(y4m),
+            "--wav", str(wav)]  # fmt: skip
+    try:
+        report = asyncio.run(run_camera(camera_args(*argv, "--duration", "4"), engine=BeepEngine()))
+    finally:
+        camera.join(30)
+        player.kill()
+        player.wait()
+    video, (audio, rate) = read_y4m(y4m.read_bytes()), sf.read(str(wav), dtype="float32")
+    assert len(video.frames) == 100 and audio.size == 4 * rate and report["stopped_by"] == "duration"
+    assert report["input"]["name"].startswith(f"camera {fifo} + microphone pulse")
+    assert report["input"]["frames"] > 100 and report["input"]["audio_s"] > 4
+    assert len(flash_starts(video.frames)) >= 3
+    assert len(tone_starts(audio)) >= 2  # beeps heard through the microphone, answered on the output
+    # the camera hangs up: one clear error, the half-written outputs removed
+    os.unlink(fifo)
+    os.mkfifo(fifo)
+    camera = threading.Thread(target=play_camera, args=(fifo, 1.5))
+    camera.start()
+    y4m.unlink()
+    wav.unlink()
+    rc = main(["camera", "--source", "en", "--target", "pt", "--quiet", *argv])
+    camera.join(30)
+    err = capsys.readouterr().err
+    assert rc == 2 and f"camera {fifo} stopped sending frames" in err, err
+    assert not y4m.exists() and not wav.exists() and not list(tmp_path.glob(".*.part"))

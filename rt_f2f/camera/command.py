@@ -47,7 +47,10 @@ async def run_camera(args: argparse.Namespace, engine: Any | None = None) -> dic
     ok = False
     with contextlib.ExitStack() as cleanup:
         try:
-            media = FileLoopInput(args.input) if args.input else CaptureInput(args.camera, args.microphone)
+            if args.input:
+                media = FileLoopInput(args.input)
+            else:
+                media = CaptureInput(args.camera, args.microphone, camera_input=args.camera_format)
             cleanup.callback(media.close)
             size = (media.width, media.height)
             if args.y4m:
@@ -161,6 +164,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", help="camera device (Linux /dev/video0, macOS index or name, Windows name)")
     src.add_argument("--input", help="a talking video (with sound) to play in a loop instead of camera + microphone")
+    p.add_argument(
+        "--camera-format", help="FFmpeg input for --camera (default: v4l2, avfoundation or dshow by platform)"
+    )
     p.add_argument("--microphone", help="microphone name or part of it (default: the system's default input)")
     p.add_argument("--checkpoint_path", help="Wav2Lip checkpoint (.pth); default: the model store's wav2lip if pulled")
     p.add_argument("--lipsync-backend", help="torch, torch-bf16 or onnxruntime (default: fastest available)")

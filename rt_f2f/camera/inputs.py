@@ -136,9 +136,12 @@ def _camera_error(device: str, exc: BaseException) -> DeviceError:
 
 
 class CaptureInput:
-    """A camera (PyAV: v4l2 / avfoundation / dshow) and a microphone (sounddevice), both read on threads."""
+    """A camera (PyAV: v4l2 / avfoundation / dshow, or ``camera_input``: any FFmpeg input format that delivers
+    frames live) and a microphone (sounddevice), both read on threads."""
 
-    def __init__(self, camera: str | None, microphone: str | None, fps: float = 25.0) -> None:
+    def __init__(
+        self, camera: str | None, microphone: str | None, fps: float = 25.0, camera_input: str | None = None
+    ) -> None:
         import av
 
         self.device = camera or default_camera()
@@ -146,9 +149,12 @@ class CaptureInput:
             raise DeviceError("no camera given", "pass --camera NAME (see `rt-f2f camera --list-devices`)")
         self.name = f"camera {self.device} + microphone {microphone or '(default)'}"
         try:
-            self.container = av.open(
-                ffmpeg_camera_url(self.device), format=camera_format(), options={"framerate": f"{fps:g}"}
-            )
+            if camera_input:  # another FFmpeg input that streams frames live (a Y4M FIFO, x11grab ...)
+                self.container = av.open(self.device, format=camera_input)
+            else:
+                self.container = av.open(
+                    ffmpeg_camera_url(self.device), format=camera_format(), options={"framerate": f"{fps:g}"}
+                )
         except (av.error.FFmpegError, OSError) as exc:
             raise _camera_error(self.device, exc) from exc
         try:
@@ -162,6 +168,7 @@ class CaptureInput:
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else fps
         self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
         self.frames_in = 0
         self.audio_overflows = 0
 
@@ -217,7 +224,7 @@ class CaptureInput:
             )
         except (sd.PortAudioError, ValueError) as exc:
             raise DeviceError(f"the microphone cannot be opened: {exc}", "pick another with --microphone") from exc
-        reader = threading.Thread(target=camera, name="rt-f2f-camera", daemon=True)
+        reader = self._reader = threading.Thread(target=camera, name="rt-f2f-camera", daemon=True)
         with stream:
             reader.start()
             try:
@@ -226,5 +233,13 @@ class CaptureInput:
                 self._stop.set()
 
     def close(self) -> None:
+        """Stop reading; the container is closed once the reader thread has left it (closing it under a decode
+        in progress crashes FFmpeg). A camera that sends nothing more keeps the thread waiting: then the container
+        is left to the process's exit, said in the log."""
         self._stop.set()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+            if self._reader.is_alive():
+                log.warning("camera %s does not answer: its reader thread is left to finish on its own", self.device)
+                return
         self.container.close()
