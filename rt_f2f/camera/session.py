@@ -238,8 +238,8 @@ def status_line(state: CameraRun, delay: float, fps: float) -> str:
     said = next((c.text for c in reversed(state.captions) if c.kind == "translation"), "")
     return (
         f"out {p.slots / OUTPUT_FPS:6.1f} s | delay {delay:.2f} s | {fps:4.1f} fps | mouths {counts['rendered']} "
-        f"re-rendered, {counts['skipped_late']} skipped | dropped {p.frozen + p.late_versions} frames, "
-        f"{state.engine_dropped_s:.1f} s audio | {sync}" + (f" | {said[:40]}" if said else "")
+        f"re-rendered, {counts['skipped_late']} skipped | frozen {p.frozen}, late renders {p.late_versions}, "
+        f"audio dropped {state.engine_dropped_s:.1f} s | {sync}" + (f" | {said[:40]}" if said else "")
     )
 
 
@@ -256,19 +256,17 @@ def av_offsets(
     """(output pts, A/V offset) of every slot that showed its own fresh frame: the scheduler's offset plus what
     live outputs added (audio played late on a sound device, minus how late the frame left for a virtual camera;
     files are positional: frame k and sample k * rate / fps are one moment however late they were written)."""
-    pts, off = [], []
-    for t, late, slot in state.pacer.stats.sent:
-        offset = state.sink.offsets.get(slot) if slot >= 0 else None
-        if offset is None:
-            continue
-        audio_late = 0.0
-        for sink in device_audio:
-            series = np.array(sink.offsets) if sink.offsets else np.zeros((0, 2))
-            if series.size:
-                audio_late = max(audio_late, float(np.interp(t, series[:, 0], series[:, 1])))
-        pts.append(t)
-        off.append(offset + audio_late - (late if live_video else 0.0))
-    return np.array(pts), np.array(off)
+    rows = [(t, late, state.sink.offsets.get(slot)) for t, late, slot in state.pacer.stats.sent if slot >= 0]
+    rows = [row for row in rows if row[2] is not None]
+    if not rows:
+        return np.zeros(0), np.zeros(0)
+    pts, late, offset = (np.array(column, dtype=float) for column in zip(*rows, strict=True))
+    audio_late = np.zeros(pts.size)
+    for sink in device_audio:
+        series = np.array(sink.offsets, dtype=float).reshape(-1, 2)
+        if series.size:
+            audio_late = np.maximum(audio_late, np.interp(pts, series[:, 0], series[:, 1]))
+    return pts, offset + audio_late - (late if live_video else 0.0)
 
 
 def build_report(
