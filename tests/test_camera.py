@@ -568,3 +568,75 @@ def test_camera_and_microphone_capture(pulse, tmp_path: Path, monkeypatch: pytes
     err = capsys.readouterr().err
     assert rc == 2 and f"camera {fifo} stopped sending frames" in err, err
     assert not y4m.exists() and not wav.exists() and not list(tmp_path.glob(".*.part"))
+
+
+GUM_PAGE = """<!doctype html><meta charset="utf-8"><title>mic</title><script>
+window.record = async (label, seconds) => {
+  await navigator.mediaDevices.getUserMedia({ audio: true }).then((s) => s.getTracks().forEach((t) => t.stop()));
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const mic = devices.find((d) => d.kind === "audioinput" && d.label.includes(label));
+  if (!mic) return { error: "no input labelled " + label, labels: devices.map((d) => d.kind + ":" + d.label) };
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: { deviceId: { exact: mic.deviceId },
+    echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  const ctx = new AudioContext();
+  const node = ctx.createScriptProcessor(4096, 1, 1);
+  const kept = [];
+  node.onaudioprocess = (e) => { kept.push(Float32Array.from(e.inputBuffer.getChannelData(0))); };
+  ctx.createMediaStreamSource(stream).connect(node);
+  node.connect(ctx.destination);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  stream.getTracks().forEach((t) => t.stop());
+  const all = kept.flatMap((b) => Array.from(b));
+  return { rate: ctx.sampleRate, label: mic.label, samples: all.filter((_, i) => i % 3 === 0) };
+};
+</script>"""
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_chromium_hears_the_virtual_microphone(pulse, pattern: Path, tmp_path: Path) -> None:
+    """A call app's view: headless Chromium lists the virtual microphone by name, opens it with getUserMedia and
+    hears the answers, spaced as the beeps were."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Chromium is not installed (apt install chromium)")
+    from playwright.async_api import async_playwright
+
+    name = "rt-f2f-gum-mic"
+    args = camera_args("--input", str(pattern), "--y4m", str(tmp_path / "v.y4m"), "--virtual-mic", name,
+                       "--duration", "16")  # fmt: skip
+
+    async def listen() -> dict:
+        while name not in await asyncio.to_thread(pulse.names, "sources"):
+            await asyncio.sleep(0.05)
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=str(chromium), env=pulse.env,
+                args=["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                      "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required"],
+            )  # fmt: skip
+            try:
+                page = await browser.new_page()
+                await page.route(
+                    "http://localhost/", lambda route: route.fulfill(body=GUM_PAGE, content_type="text/html")
+                )
+                await page.goto("http://localhost/")  # a secure context without a server
+                return await page.evaluate("([label, s]) => window.record(label, s)", [name, 8])
+            finally:
+                await browser.close()
+
+    async def both() -> tuple[dict, dict]:
+        return await asyncio.gather(run_camera(args, engine=BeepEngine()), listen())
+
+    report, got = asyncio.run(both())
+    assert "error" not in got, got
+    assert got["label"].startswith(name)
+    heard = np.array(got["samples"], np.float32)
+    rate = got["rate"] / 3
+    starts = np.array(tone_starts(heard, int(rate)))
+    assert starts.size >= 5 and heard.size > 6 * rate, starts
+    # the gaps between answers are the gaps between the pattern's beeps (4 s loop: 1.0, 1.0, 0.6, 1.4 s)
+    gaps = np.diff(starts)
+    pattern_gaps = np.diff([loop * PERIOD + f for loop in range(6) for f in FLASHES])
+    assert all(np.min(np.abs(pattern_gaps - g)) < 0.03 for g in gaps), gaps
+    assert name not in pulse.names("sources") and report["stopped_by"] == "duration"
