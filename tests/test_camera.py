@@ -154,9 +154,12 @@ class FifoCamera:
         return None
 
 
+@pytest.mark.parametrize("via", ["pyvirtualcam", "y4m-fifo"])
 def test_virtual_camera_through_a_registered_pyvirtualcam_backend(
-    pattern: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    via: str, pattern: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """pyvirtualcam with a registered backend (what v4l2loopback gets), and ``--y4m FIFO`` (for a reader such as
+    ffmpeg feeding a device): another process reads every frame, on time."""
     import pyvirtualcam
     import pyvirtualcam.camera
 
@@ -167,19 +170,18 @@ def test_virtual_camera_through_a_registered_pyvirtualcam_backend(
     reader = subprocess.Popen([sys.executable, "-c", READER, str(fifo), str(seen)])
     try:
         seconds = 6.0
-        report = asyncio.run(
-            run_camera(
-                camera_args("--input", str(pattern), "--wav", str(tmp_path / "a.wav"), "--duration", str(seconds)),
-                engine=BeepEngine(),
-            )
-        )
+        argv = ["--input", str(pattern), "--wav", str(tmp_path / "a.wav"), "--duration", str(seconds)]
+        if via == "y4m-fifo":
+            argv += ["--y4m", str(fifo)]
+        report = asyncio.run(run_camera(camera_args(*argv), engine=BeepEngine()))
         assert reader.wait(30) == 0
     finally:
         if reader.poll() is None:
             reader.kill()
     got = json.loads(seen.read_text())
     # the other process got every frame the camera was sent, at 25 fps, with the flashes where the pattern has them
-    assert report["outputs"][0].startswith(f"virtual camera {fifo} (test-fifo)")
+    name = f"virtual camera {fifo} (test-fifo)" if via == "pyvirtualcam" else f"y4m:{fifo}"
+    assert report["outputs"][0] == name and fifo.exists()
     assert (got["rate"], got["width"], got["height"]) == (25.0, 160, 120)
     assert len(got["means"]) == report["output"]["frames"] == round(seconds * FPS)
     bright = [m > 150 for m in got["means"]]
