@@ -273,14 +273,28 @@ def test_virtual_microphone_is_created_heard_and_removed(pulse, pattern: Path, t
     assert report["virtual_devices_created_and_removed"] == [f"PulseAudio source {name} (null sink {name}-sink)"]
     # another process heard the answers through it, spaced as the pattern spaced the beeps (one clock, no creep)
     heard, rate = sf.read(str(recording), dtype="float32")
-    starts = np.array(tone_starts(heard, rate))
-    flashes = np.array(expected_flashes(seconds))
-    assert starts.size >= flashes.size - 1, (starts, flashes)
-    gaps = np.diff(starts[: flashes.size]) - np.diff(flashes[: starts.size])
-    assert np.abs(gaps).max() < 0.03, gaps
+    residuals, missed = spacing_against(tone_starts(heard, rate), expected_flashes(seconds))
+    why = (residuals, missed, report["devices"], report["scheduler"]["clauses_dropped"])
+    assert np.abs(residuals).max() < 0.03 and missed <= 1, why
     device = report["devices"][0]
     assert device["name"] == f"virtual microphone {name}" and device["resyncs"] <= 2 and device["underrun_s"] < 0.5
     assert report["av_offset"]["in_bt1359"] >= 0.95
+
+
+def spacing_against(starts: list[float], flashes: list[float]) -> tuple[np.ndarray, int]:
+    """A recording starts at an unknown moment: align its first sound to the flash that fits best, then return each
+    sound's distance from the nearest flash (the spacing error) and how many flashes after that one went unheard."""
+    starts_a, flashes_a = np.array(starts), np.array(flashes)
+    assert starts_a.size >= 2, f"only {starts_a.size} sounds heard"
+
+    def residuals(i: int) -> np.ndarray:
+        shifted = starts_a - starts_a[0] + flashes_a[i]
+        return np.array([shifted_t - flashes_a[np.argmin(np.abs(flashes_a - shifted_t))] for shifted_t in shifted])
+
+    best = min(range(flashes_a.size), key=lambda i: np.abs(residuals(i)).max())
+    last = starts_a[-1] - starts_a[0] + flashes_a[best]
+    due = int(np.count_nonzero((flashes_a >= flashes_a[best]) & (flashes_a <= last + 1e-6)))
+    return residuals(best), due - starts_a.size
 
 
 def test_no_sound_server_is_one_clear_error_and_leaves_nothing(
@@ -491,14 +505,16 @@ def test_virtual_microphone_plays_each_answer_at_its_frame_time(pulse, pattern: 
                 onsets.append(t)
             quiet_until = t + 0.3
     start = report["clock"]["origin_monotonic_s"] + DELAY
-    expected = [start + f for f in expected_flashes(seconds)]
-    matched = [min(onsets, key=lambda t: abs(t - e)) - e for e in expected if onsets]
-    print({"offsets_ms": [round(m * 1000, 1) for m in matched], "device": report["devices"][0]})
-    assert len(onsets) >= len(expected) - 1 and len(matched) == len(expected)
-    offsets = np.array(matched)
+    listening = heard[0][0] + 0.1 if heard else float("inf")  # the recorder opens a moment after the source exists
+    expected = [start + f for f in expected_flashes(seconds) if start + f > listening]
+    assert onsets and len(expected) >= 5, (onsets, expected)
+    offsets = np.array([min(onsets, key=lambda t: abs(t - e)) - e for e in expected])
+    why = {"offsets_ms": np.round(offsets * 1000, 1).tolist(), "device": report["devices"][0],
+           "scheduler": {k: report["scheduler"][k] for k in ("clauses_dropped", "clauses_late", "underruns")}}  # fmt: skip
     inside = (offsets >= BT1359[0]) & (offsets <= BT1359[1])
-    assert inside.mean() >= 0.8, offsets  # a stall of this busy machine may cost one answer its time
-    assert abs(np.median(offsets)) < 0.045, offsets
+    # a stall of this busy machine (load 10-18 while these tests were written) may cost one answer its time
+    assert inside.mean() >= 0.8, why
+    assert abs(np.median(offsets)) < 0.045, why
 
 
 # -- camera + microphone capture ----------------------------------------------------------------------------------

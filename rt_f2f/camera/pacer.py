@@ -63,6 +63,7 @@ class OutputPacer:
         self._audio: deque[tuple[int, np.ndarray]] = deque()  # (first sample, samples) in order
         self._released = [0] * len(audio_sinks)  # next sample each audio sink gets
         self._wake = asyncio.Event()
+        self._waited = -1  # the last slot the pacer held back for, once, waiting on the core
         self.done = asyncio.Event()
 
     # -- input from the face-to-face core ------------------------------------------------------------------------
@@ -144,19 +145,29 @@ class OutputPacer:
     def end_samples(self, slots: int) -> int:
         return round(slots * self.rate / self.fps)
 
-    def tick(self, now: float) -> None:
-        """Send everything due by ``now``."""
+    def tick(self, now: float, patient: bool = False) -> bool:
+        """Send everything due by ``now``. ``patient``: stop at a due slot whose frame has not come, once (False
+        is returned): after a stall of the event loop the core may hold that frame, ready to hand over as soon as
+        its task runs; the caller lets it run and ticks again, and then the slot is sent, frozen if still empty."""
         while (self.end_slot is None or self.next_slot < self.end_slot) and self.due(self.next_slot) <= now:
+            k = self.next_slot
+            if patient and k not in self._frames and self._last is not None and self._waited != k:
+                self._waited = k
+                self._release_audio(now)
+                return False
             self._send_slot(now)
         self._release_audio(now)
         if self.end_slot is not None and self.next_slot >= self.end_slot:
             self.done.set()
+        return True
 
     async def run(self) -> None:
         """Pace until ``end_slot`` (then ``done`` is set) or until cancelled."""
         while not self.done.is_set():
             now = time.monotonic()
-            self.tick(now)
+            if not self.tick(now, patient=True):
+                await asyncio.sleep(0.002)  # let the core's task run first: it is due too
+                continue
             if self.done.is_set():
                 return
             wait = min(self.due(self.next_slot) - time.monotonic(), 0.01)
