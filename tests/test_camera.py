@@ -657,7 +657,10 @@ def test_chromium_hears_the_virtual_microphone(pulse, pattern: Path, tmp_path: P
     assert len(starts) >= 4 and heard.size > 6 * rate, starts
     # what it hears is the answers (600 Hz), not the pattern's beeps (1 kHz). Their spacing is checked at the
     # PortAudio recorder above: headless Chromium's capture on a machine this busy drops and repeats buffers
-    loud = heard[np.abs(heard) > 0.05]
-    spectrum = np.abs(np.fft.rfft(loud * np.hanning(loud.size)))
-    assert abs(np.fft.rfftfreq(loud.size, 1 / rate)[np.argmax(spectrum)] - ANSWER_HZ) < 30
+    pitches = []
+    for start in starts:
+        clip = heard[int(start * rate) : int((start + 0.08) * rate)]
+        spectrum = np.abs(np.fft.rfft(clip * np.hanning(clip.size)))
+        pitches.append(float(np.fft.rfftfreq(clip.size, 1 / rate)[np.argmax(spectrum)]))
+    assert abs(np.median(pitches) - ANSWER_HZ) < 60, pitches
     assert name not in pulse.names("sources") and report["stopped_by"] == "duration"
