@@ -136,7 +136,12 @@ class VirtualCameraSink:
     """
 
     def __init__(self, device: str | None, width: int, height: int, fps: float) -> None:
-        import pyvirtualcam
+        try:
+            import pyvirtualcam
+        except ImportError as exc:
+            raise DeviceError(
+                f"pyvirtualcam is not installed ({exc})", "pip install pyvirtualcam, or write frames with --y4m PATH"
+            ) from exc
 
         wanted = _v4l2_device(device) if platform.system() == "Linux" else device
         try:
