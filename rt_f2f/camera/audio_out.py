@@ -108,7 +108,7 @@ class DeviceAudioSink:
         self._short: deque[tuple[int, int, int]] = deque(maxlen=100_000)  # callbacks short of samples
         self.late_samples = 0  # samples whose time had passed before the device could play them (skipped)
         self.resyncs = 0
-        self.offsets: deque[tuple[float, float]] = deque(maxlen=100_000)  # (output pts, audio late by s)
+        self.late_s = 0.0  # how late the latest buffer plays its samples against the output clock
         self.callback_errors = 0
         saved = {k: os.environ.get(k) for k in (env or {})}
         os.environ.update(env or {})
@@ -168,7 +168,7 @@ class DeviceAudioSink:
         if due >= 0:
             if filled < frames:
                 self._short.append((self._cursor, frames, filled))
-            self.offsets.append((self._cursor / self.rate, (due - self._cursor) / self.rate))
+            self.late_s = (due - self._cursor) / self.rate
         self._cursor = end
 
     def close(self, end_n: int, ok: bool = True) -> None:

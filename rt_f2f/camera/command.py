@@ -81,7 +81,8 @@ async def run_camera(args: argparse.Namespace, engine: Any | None = None) -> dic
                 f"(delay {args.delay:g} s; Ctrl-C stops)",
                 file=sys.stderr,
             )
-            config = CameraConfig(args.delay, args.max_delay, args.duration, 0.0 if args.quiet else 1.0)
+            live_video = any(isinstance(s, VirtualCameraSink) for s in video_sinks)
+            config = CameraConfig(args.delay, args.max_delay, args.duration, 0.0 if args.quiet else 1.0, live_video)
             session = CameraSession(engine, lipsync, media, video_sinks, audio_sinks, config, print_status)
             state = await session.run()
             ok = True
@@ -104,8 +105,7 @@ async def run_camera(args: argparse.Namespace, engine: Any | None = None) -> dic
         "virtual_devices_created_and_removed": created,
         "lipsync": lipsync_info,
     }
-    live_video = any(isinstance(s, VirtualCameraSink) for s in video_sinks)
-    return build_report(state, config, extra, device_audio, live_video)
+    return build_report(state, config, extra, device_audio)
 
 
 def _load_lipsync(args: argparse.Namespace) -> tuple[Any | None, dict[str, Any]]:

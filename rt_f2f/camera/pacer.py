@@ -18,13 +18,43 @@ import contextlib
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..frames import AudioChunk, VideoFrame
+from ..scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from .audio_out import AudioSink
 from .video_out import VideoSink
+
+
+@dataclass
+class OffsetLog:
+    """A/V offsets of the frames sent, kept in bounded memory however long the run: 5-second windows (min, max,
+    count), totals, the recent ones (status line) and a bounded sample for the median."""
+
+    window_s: float = 5.0
+    windows: list[dict] = field(default_factory=list)
+    count: int = 0
+    inside: int = 0  # inside ITU-R BT.1359
+    low: float = math.inf
+    high: float = -math.inf
+    recent: deque = field(default_factory=lambda: deque(maxlen=25))
+    sample: deque = field(default_factory=lambda: deque(maxlen=20_000))
+
+    def add(self, pts: float, offset: float) -> None:
+        start = math.floor(pts / self.window_s) * self.window_s
+        if not self.windows or self.windows[-1]["from_s"] != start:
+            self.windows.append({"from_s": start, "min_s": offset, "max_s": offset, "frames": 0})
+        window = self.windows[-1]
+        window["min_s"], window["max_s"] = min(window["min_s"], offset), max(window["max_s"], offset)
+        window["frames"] += 1
+        self.count += 1
+        self.inside += -AUDIO_EARLY_LIMIT <= offset <= AUDIO_LATE_LIMIT
+        self.low, self.high = min(self.low, offset), max(self.high, offset)
+        self.recent.append(offset)
+        self.sample.append(offset)
 
 
 @dataclass
@@ -36,8 +66,9 @@ class PacerStats:
     late_versions: int = 0  # frames (or re-mouthed versions) that came after their slot was shown
     audio_late_chunks: int = 0  # audio that reached the pacer after its playout time (written in place anyway)
     audio_missing_s: float = 0.0  # output audio that never came (zeros at the end of a file)
-    # per slot sent: (output pts, seconds after its due time it left, scheduler slot it showed or -1)
-    sent: list[tuple[float, float, int]] = field(default_factory=list)
+    send_late_max: float = 0.0  # seconds after its due time the latest frame left
+    send_late: deque = field(default_factory=lambda: deque(maxlen=20_000))  # recent ones, for the p95
+    offsets: OffsetLog = field(default_factory=OffsetLog)
 
 
 class OutputPacer:
@@ -51,11 +82,18 @@ class OutputPacer:
         video_sinks: list[VideoSink],
         audio_sinks: list[AudioSink],
         end_slot: int | None = None,
+        offset_of: Callable[[int], float | None] = lambda slot: None,
+        audio_late: Callable[[], float] = lambda: 0.0,
+        live_video: bool = False,
     ) -> None:
+        """``offset_of(slot)``: the scheduler's A/V offset of the fresh frame of a slot (None: none known);
+        ``audio_late()``: how late the sound devices play the audio of now; ``live_video``: frames go to a device,
+        so how late one leaves shifts it against the audio (files are positional: it does not)."""
         self.origin, self.start_pts, self.fps, self.rate = origin, start_pts, fps, rate
         self.width, self.height = size
         self.video_sinks, self.audio_sinks = video_sinks, audio_sinks
         self.end_slot = end_slot
+        self.offset_of, self.audio_late, self.live_video = offset_of, audio_late, live_video
         self.next_slot = 0
         self.stats = PacerStats()
         self._frames: dict[int, VideoFrame] = {}
@@ -118,8 +156,13 @@ class OutputPacer:
         pts = self.start_pts + k / self.fps
         for sink in self.video_sinks:
             sink.send(image, pts)
+        late = now - self.due(k)
         self.stats.slots += 1
-        self.stats.sent.append((pts, now - self.due(k), shown))
+        self.stats.send_late.append(late)
+        self.stats.send_late_max = max(self.stats.send_late_max, late)
+        offset = self.offset_of(shown) if shown >= 0 else None
+        if offset is not None:  # a fresh frame: the scheduler's offset plus what the outputs add
+            self.stats.offsets.add(pts, offset + self.audio_late() - (late if self.live_video else 0.0))
         self.next_slot += 1
 
     def _release_audio(self, now: float, until_n: int | None = None) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..facetoface import OUTPUT_RATE, FaceToFaceConfig, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
 from ..frames import AudioChunk, Caption, SpeechChunk, VideoFrame
-from ..scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT, ScheduledAudio, ScheduledVideo
+from ..scheduler import ScheduledAudio, ScheduledVideo
 from .audio_out import AudioSink, DeviceAudioSink
 from .inputs import LiveInput
 from .pacer import OutputPacer
@@ -50,6 +50,7 @@ class CameraConfig:
     max_delay: float = 20.0
     duration: float | None = None  # seconds of output; None: until stopped
     status_every: float = 1.0  # seconds between status lines (0: none)
+    live_video: bool = False  # frames go to a device (a virtual camera), not a file
 
 
 class RecordingFrameSink(FrameSink):
@@ -62,7 +63,14 @@ class RecordingFrameSink(FrameSink):
     async def consume(self, item: ScheduledAudio | ScheduledVideo) -> None:
         if isinstance(item, ScheduledVideo) and not item.repeat:
             self.offsets[item.slot] = item.av_offset
+            if len(self.offsets) > 2000:  # slots the pacer never asked for (it stopped): keep the newest
+                for slot in sorted(self.offsets)[:1000]:
+                    del self.offsets[slot]
         await super().consume(item)
+
+    def take_offset(self, slot: int) -> float | None:
+        """The pacer asks once per slot it sends."""
+        return self.offsets.pop(slot, None)
 
 
 @dataclass
@@ -144,19 +152,27 @@ class CameraSession:
         c = self.config
         origin = time.monotonic() + 0.05
         end_slot = round(c.duration * OUTPUT_FPS) if c.duration else None
-        pacer = OutputPacer(
-            origin, c.delay, OUTPUT_FPS, OUTPUT_RATE, (self.media.width, self.media.height),
-            self.video_sinks, self.audio_sinks, end_slot,
-        )  # fmt: skip
-        for audio_sink in self.audio_sinks:
-            if isinstance(audio_sink, DeviceAudioSink):
-                audio_sink.set_clock(origin, c.delay)
+        devices = [s for s in self.audio_sinks if isinstance(s, DeviceAudioSink)]
+        for device in devices:
+            device.set_clock(origin, c.delay)
         scheduler = build_scheduler(config, batch_latency, OUTPUT_RATE, origin)
         result = FaceToFaceResult(render_lag=deque(maxlen=RENDER_LAG_WINDOW), scheduler=scheduler)
         factory = self.lipsync.stream if self.lipsync is not None else None
+        outputs: list[OutputPacer] = []
         sink = RecordingFrameSink(
-            result, pacer.put_frame, factory, config, origin_wall=lambda: origin, on_audio=pacer.put_audio
+            result,
+            lambda frame: outputs[0].put_frame(frame),
+            factory,
+            config,
+            origin_wall=lambda: origin,
+            on_audio=lambda chunk: outputs[0].put_audio(chunk),
         )
+        pacer = OutputPacer(
+            origin, c.delay, OUTPUT_FPS, OUTPUT_RATE, (self.media.width, self.media.height),
+            self.video_sinks, self.audio_sinks, end_slot, offset_of=sink.take_offset,
+            audio_late=lambda: max((d.late_s for d in devices), default=0.0), live_video=c.live_video,
+        )  # fmt: skip
+        outputs.append(pacer)
         live = LiveFaceToFace(scheduler, sink)
         state = CameraRun(result, pacer, sink, origin=origin)
         queue: asyncio.Queue[AudioChunk] = asyncio.Queue(maxsize=int(ENGINE_QUEUE_S / 0.05))
@@ -232,8 +248,7 @@ class CameraSession:
 def status_line(state: CameraRun, delay: float, fps: float) -> str:
     p = state.pacer.stats
     counts = state.sink.counts()
-    recent = [state.sink.offsets.get(slot) for _, _, slot in p.sent[-25:] if slot >= 0]
-    offsets = [o for o in recent if o is not None]
+    offsets = p.offsets.recent
     sync = f"A/V {min(offsets) * 1000:+.0f}..{max(offsets) * 1000:+.0f} ms" if offsets else "A/V -"
     said = next((c.text for c in reversed(state.captions) if c.kind == "translation"), "")
     return (
@@ -250,40 +265,13 @@ def print_status(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def av_offsets(
-    state: CameraRun, device_audio: list[DeviceAudioSink], live_video: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """(output pts, A/V offset) of every slot that showed its own fresh frame: the scheduler's offset plus what
-    live outputs added (audio played late on a sound device, minus how late the frame left for a virtual camera;
-    files are positional: frame k and sample k * rate / fps are one moment however late they were written)."""
-    rows = [(t, late, state.sink.offsets.get(slot)) for t, late, slot in state.pacer.stats.sent if slot >= 0]
-    rows = [row for row in rows if row[2] is not None]
-    if not rows:
-        return np.zeros(0), np.zeros(0)
-    pts, late, offset = (np.array(column, dtype=float) for column in zip(*rows, strict=True))
-    audio_late = np.zeros(pts.size)
-    for sink in device_audio:
-        series = np.array(sink.offsets, dtype=float).reshape(-1, 2)
-        if series.size:
-            audio_late = np.maximum(audio_late, np.interp(pts, series[:, 0], series[:, 1]))
-    return pts, offset + audio_late - (late if live_video else 0.0)
-
-
 def build_report(
-    state: CameraRun, config: CameraConfig, extra: dict[str, Any], device_audio: list[DeviceAudioSink], live_video: bool
+    state: CameraRun, config: CameraConfig, extra: dict[str, Any], device_audio: list[DeviceAudioSink]
 ) -> dict[str, Any]:
     metrics = state.result.scheduler.metrics() if state.result.scheduler else None
     p = state.pacer.stats
-    pts, off = av_offsets(state, device_audio, live_video)
-    windows = []
-    if pts.size:
-        for t0 in np.arange(config.delay, pts.max() + 1e-9, 5.0):
-            sel = (pts >= t0) & (pts < t0 + 5.0)
-            if sel.any():
-                windows.append({"from_s": float(t0), "min_s": float(off[sel].min()), "max_s": float(off[sel].max())})
-    lateness = np.array([late for _, late, _ in p.sent]) if p.sent else np.zeros(0)
+    log_ = p.offsets
     counts = state.sink.counts()
-    inside = ((off >= -AUDIO_EARLY_LIMIT) & (off <= AUDIO_LATE_LIMIT)) if off.size else np.zeros(0, bool)
     return extra | {
         "delay_s": config.delay,
         "max_delay_s": config.max_delay,
@@ -301,17 +289,20 @@ def build_report(
             "versions_too_late": p.late_versions,
             "audio_chunks_late": p.audio_late_chunks,
             "audio_missing_s": p.audio_missing_s,
-            "frame_send_late_p95_s": float(np.percentile(lateness, 95)) if lateness.size else None,
-            "frame_send_late_max_s": float(lateness.max()) if lateness.size else None,
+            "frame_send_late_p95_s": float(np.percentile(p.send_late, 95)) if p.send_late else None,
+            "frame_send_late_max_s": p.send_late_max if p.send_late else None,
         },
         "av_offset": {
-            "note": "audio minus picture of the same moment, + = audio late; ITU-R BT.1359: -45 ms .. +125 ms",
-            "frames": int(off.size),
-            "min_s": float(off.min()) if off.size else None,
-            "max_s": float(off.max()) if off.size else None,
-            "p50_s": float(np.median(off)) if off.size else None,
-            "in_bt1359": float(inside.mean()) if off.size else None,
-            "over_time": windows,
+            "note": "audio minus picture of the same moment, + = audio late; ITU-R BT.1359: -45 ms .. +125 ms. "
+            "The scheduler's offset of each fresh frame, plus how late a sound device played its audio, minus how "
+            "late the frame left for a virtual camera (files are positional: frame k and sample k * rate / fps "
+            "are one moment)",
+            "frames": log_.count,
+            "min_s": log_.low if log_.count else None,
+            "max_s": log_.high if log_.count else None,
+            "p50_s": float(np.median(log_.sample)) if log_.count else None,
+            "in_bt1359": log_.inside / log_.count if log_.count else None,
+            "over_time": log_.windows,
         },
         "devices": [
             {
