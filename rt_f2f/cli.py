@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "rt_f2f.train.cli",
     "rt_f2f.translate",
     "rt_f2f.server.cli",
+    "rt_f2f.camera.command",
     "rt_f2f.bench",
 )
 
