@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "rt_f2f.translate",
     "rt_f2f.server.cli",
     "rt_f2f.bench",
+    "rt_f2f.event.cli",
 )
 
 
