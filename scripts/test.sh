@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow` for the slow tests only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEBS=(espeak-ng sox pocketsphinx-testdata chromium firefox-esr pulseaudio pulseaudio-utils janus iproute2)
+DEBS=(espeak-ng sox pocketsphinx-testdata chromium firefox-esr pulseaudio pulseaudio-utils janus iproute2 apertium apertium-eng-spa apertium-eng-cat)
 missing=()
 for p in "${DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -44,6 +44,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", required=True, help="language the speaker speaks (ISO 639-1, e.g. en)")
     p.add_argument("--targets", required=True, help="languages offered to listeners, comma-separated (e.g. pt,es,de)")
     p.add_argument("--input", metavar="FILE", help="play this recorded talk as the speaker (default: a browser)")
+    p.add_argument("--loop", action="store_true", help="play --input again and again until the event ends")
     p.add_argument("--janus", metavar="URL", help="use a running Janus (its HTTP API, …/janus) instead of starting one")
     p.add_argument("--ice-interface", action="append", default=[], metavar="IF",
                    help="network interface Janus may use for ICE (repeatable; default: all but loopback)")  # fmt: skip
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise RtF2fError("--targets is empty", "give at least one language, e.g. --targets pt")
     config = EventConfig(
         source=args.source, targets=targets, janus_url=args.janus, ice_interfaces=tuple(args.ice_interface),
-        ray_address=args.ray_address, translator_cpus=args.translator_cpus, input_file=args.input, pin=args.pin,
+        ray_address=args.ray_address, translator_cpus=args.translator_cpus, input_file=args.input, input_loop=args.loop, pin=args.pin,
         mt_model=args.mt_model, tts_backend=args.tts,
     )  # fmt: skip
     return asyncio.run(_serve(config, args.host, args.port, args.duration))

@@ -50,6 +50,7 @@ class EventConfig:
     ray_cpus: int | None = None  # local instance only: cores Ray may hand out (default: all)
     translator_cpus: float = 0.5
     input_file: str | None = None
+    input_loop: bool = False  # play --input again and again (demos, soak tests)
     pin: bool = False  # start every translator now, keep them without listeners
     checkpoint_path: str | None = None
     mt_model: str | None = None
@@ -146,7 +147,7 @@ class EventController:
 
         if self._speaker_track is None:
             samples = await asyncio.to_thread(read_audio, self.config.input_file, 48000)
-            self._speaker_track = ArrayAudioTrack(samples, 48000, lead_in_s=1.0)
+            self._speaker_track = ArrayAudioTrack(samples, 48000, lead_in_s=1.0, loop=self.config.input_loop)
         self._speaker_session = await JanusSession.create(self.janus_url)
         self.speaker = await publish(self._speaker_session, self.config.room, SPEAKER,
                                      [self._speaker_track, PatternVideoTrack(320, 240, 15)])  # fmt: skip
@@ -402,8 +403,11 @@ def _check_pair(source: str, target: str, model: str | None) -> None:
     """Refuse a language no translation model here covers, before any worker is spent on it."""
     if model is not None:
         return
+    from ..mt.apertium import mode_for
     from ..mt.select import available_pairs
 
+    if mode_for(source, target) is not None:
+        return
     if not any(o.ready and (o.source, o.target) == (source, target) for o in available_pairs()):
         from ..mt.select import _unsupported
 

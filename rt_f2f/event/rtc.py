@@ -117,11 +117,13 @@ class Watcher:
         self,
         session: JanusSession,
         keep_audio: bool = True,
+        video: bool = True,
         on_audio: Callable[[np.ndarray, float], None] | None = None,
         on_video: Callable[[av.VideoFrame], None] | None = None,
     ) -> None:
         self.session = session
         self.keep_audio = keep_audio
+        self.video = video  # False: decline the video stream (an audio-only listener costs Janus less)
         self.on_audio = on_audio
         self.on_video = on_video
         self.reception = Reception()
@@ -161,6 +163,10 @@ class Watcher:
         if "m=application" in offer.jsep["sdp"]:
             # Janus relays a mountpoint's data only once the viewer has opened a channel (as janus.js does)
             pc.createDataChannel(DATA_LABEL).on("message", _message)
+        if not self.video:
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    transceiver.direction = "inactive"
         await pc.setLocalDescription(await pc.createAnswer())
         await self.handle.message({"request": "start"}, {"type": "answer", "sdp": pc.localDescription.sdp}, timeout)
         await _connected(pc, timeout)

@@ -1,4 +1,4 @@
-"""A network namespace with one veth address, for Janus and its aiortc peers (Janus's ICE ignores loopback).
+"""A network namespace with one veth address, for Janus and its aiortc peers in tests and benchmarks.
 
 Root only: creating a namespace needs CAP_SYS_ADMIN. ``enter`` moves the calling thread (the test's main thread)
 into it with setns(2); processes and threads started afterwards (Janus, Ray, aiortc's workers) inherit it, and
