@@ -222,7 +222,7 @@ async def _listen(base: str, server_pid: int) -> dict:
 @pytest.mark.slow
 async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) -> None:
     """Kill the pt actor mid-talk: its listener keeps hearing sound (the original), is told, and gets pt back."""
-    from rt_f2f.event.controller import EventConfig, EventController
+    from rt_f2f.event.controller import HEALTH_TIMEOUT_S, TICK_S, EventConfig, EventController
     from rt_f2f.event.janus_client import JanusSession
     from rt_f2f.event.netns import INTERFACE
     from rt_f2f.event.placement import shutdown
@@ -251,7 +251,9 @@ async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) 
         assert "original" in states and states[-1] == "translated", states
         arrival = np.array(listener.reception.audio_arrival)
         after = arrival[arrival > killed_at]
-        assert after.size and np.diff(after).max() < 1.0, "the listener's audio stopped during the failover"
+        # sound stops only while the failure is noticed (health deadline + a tick), then the original flows
+        gap = HEALTH_TIMEOUT_S + 2 * TICK_S + 1.0
+        assert after.size and np.diff(after).max() < gap, f"the listener's audio stopped {np.diff(after).max():.1f} s"
         assert pt.failures == 1
     finally:
         if session is not None:
@@ -297,3 +299,33 @@ def test_ray_cluster_places_translators_on_different_nodes() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+@pytest.mark.slow
+async def test_janus_crash_is_restarted_and_the_original_republished(netns) -> None:
+    """SIGKILL Janus mid-talk: rt-f2f restarts it on the same port, re-creates the layout, re-publishes the speaker."""
+    from rt_f2f.event.controller import EventConfig, EventController
+    from rt_f2f.event.janus_client import JanusSession
+    from rt_f2f.event.netns import INTERFACE
+    from rt_f2f.event.placement import shutdown
+    from rt_f2f.event.rtc import Watcher
+
+    config = EventConfig(source="en", targets=("pt",), ice_interfaces=(INTERFACE,), input_file=str(TALK),
+                         input_loop=True)  # fmt: skip
+    controller = EventController(config)
+    try:
+        await controller.start()
+        url, mountpoint = controller.janus_url, controller.join("original")["mountpoint"]
+        controller.janus.proc.kill()
+        await _until(lambda: controller.janus_restarts == 1 and controller.original.forwarders, 60)
+        assert controller.janus_url == url
+        session = await JanusSession.create(url)
+        listener = Watcher(session, video=False)
+        await listener.watch(mountpoint)  # the same mountpoint id as before the crash
+        await asyncio.sleep(4)
+        assert np.abs(listener.reception.samples()).max(initial=0) > 0.05, "no sound from the re-published speaker"
+        await listener.close()
+        await session.close()
+    finally:
+        await controller.stop()
+        shutdown()

@@ -82,6 +82,13 @@ async function listen() {
     const offer = await janusMessage(janus, {request: "watch", id: joined.mountpoint});
     pc = new RTCPeerConnection();
     pc.ontrack = (e) => { $("video").srcObject = e.streams[0] || new MediaStream([e.track]); };
+    pc.onconnectionstatechange = () => {   // Janus restarted or the network dropped: join again
+      if (pc && pc.connectionState === "failed") {
+        note("the stream was lost; reconnecting…");
+        stopListening();
+        setTimeout(listen, 2000);
+      }
+    };
     const channel = pc.createDataChannel("JanusDataChannel");   // Janus relays captions once we open one
     channel.onmessage = (e) => { try { showCaption(JSON.parse(e.data)); } catch (_) {} };
     pc.ondatachannel = (e) => { e.channel.onmessage = channel.onmessage; };

@@ -38,6 +38,7 @@ SPEAKER = "speaker"  # the display name a speaker publishes under (the speaker p
 HEALTH_TIMEOUT_S = 2.0
 TICK_S = 0.5
 MAX_LISTENERS = 10000
+STOP_STEP_S = 10.0
 
 
 @dataclass
@@ -148,6 +149,8 @@ class EventController:
         if self._speaker_track is None:
             samples = await asyncio.to_thread(read_audio, self.config.input_file, 48000)
             self._speaker_track = ArrayAudioTrack(samples, 48000, lead_in_s=1.0, loop=self.config.input_loop)
+        if self._speaker_session is not None:  # a Janus restart: the old session died with it
+            await self._speaker_session.close()
         self._speaker_session = await JanusSession.create(self.janus_url)
         self.speaker = await publish(self._speaker_session, self.config.room, SPEAKER,
                                      [self._speaker_track, PatternVideoTrack(320, 240, 15)])  # fmt: skip
@@ -380,21 +383,26 @@ class EventController:
             log.warning("Janus recovery failed (will retry): %s", exc)
 
     async def stop(self) -> None:
+        """Tear down in order; each step is bounded so one stuck peer cannot hold the others (it is logged)."""
         if self._monitor is not None:
             self._monitor.cancel()
             await asyncio.gather(self._monitor, return_exceptions=True)
-        for state in self.languages.values():
-            with contextlib.suppress(Exception):
-                await self._stop_translator(state)
+        steps: list[tuple[str, Any]] = [
+            (f"translator {c}", self._stop_translator(s)) for c, s in self.languages.items()
+        ]
         if self.asr is not None:
-            await self.asr.stop()
+            steps.append(("source ASR", self.asr.stop()))
         if self.speaker is not None:
-            with contextlib.suppress(Exception):
-                await self.speaker.close()
+            steps.append(("speaker file", self.speaker.close()))
         if self._speaker_session is not None:
-            await self._speaker_session.close()
+            steps.append(("speaker session", self._speaker_session.close()))
         if self.sfu is not None:
-            await self.sfu.close()
+            steps.append(("Janus layout", self.sfu.close()))
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step, STOP_STEP_S)
+            except Exception as exc:  # stopping goes on whatever one part does
+                log.warning("stopping the %s: %s", name, type(exc).__name__)
         if self.janus is not None:
             self.janus.stop()
 
