@@ -173,6 +173,46 @@ async def run(levels: list[int], targets: list[str], period: float, out: Path) -
     return results
 
 
+def suite_run(ctx) -> object:  # noqa: ANN001 - benchmarks.common.BenchContext
+    """``rt-f2f bench --suite event``: the same run as a child process (it needs root for its namespace)."""
+    from benchmarks.common import SuiteResult, skipped
+    from rt_f2f.event.netns import why_not
+
+    reason = why_not()
+    if reason:
+        return skipped("event", reason)
+    out = Path(ctx.out_dir) / "bench_event.json"
+    levels = "1,10" if ctx.quick else "1,10,30,100"
+    cmd = [sys.executable, "-m", "benchmarks.bench_event", "--levels", levels, "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        return SuiteResult(suite="event", status="failed", reason=done.stdout[-300:] + done.stderr[-300:])
+    result = SuiteResult(suite="event", settings={"levels": levels, "period_s": 30.0})
+    for row in json.loads(out.read_text())["levels"]:
+        n = row["listeners"]
+        if row["join_s"]:
+            result.add(f"{n} listeners: join p50", row["join_s"]["p50"], "s", row["join_s"]["n"])
+        result.add(f"{n} listeners: server CPU", row["server_cpu_core"], "core", 1)
+        result.add(f"{n} listeners: Janus CPU", row["janus_cpu_core"], "core", 1)
+        for lang, delays in row["mouth_to_ear_s"].items():
+            if delays:
+                result.add(f"{n} listeners: mouth-to-ear {lang} p50", float(np.median(delays)), "s", len(delays))
+    return result
+
+
+def _suite():  # noqa: ANN202 - benchmarks.common.Suite, imported lazily like the other suites
+    from benchmarks.common import Suite
+
+    return Suite("event", "live event through Janus: join time, mouth-to-ear per language, server and Janus CPU",
+                 suite_run)  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name == "SUITE":
+        return _suite()
+    raise AttributeError(name)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,10,30,100", help="listener counts, ascending (default 1,10,30,100)")
