@@ -92,9 +92,13 @@ async def publish(
     return Publisher(session, handle, pc, room, feed_id, mids)
 
 
-@dataclass
+@dataclass(repr=False)
 class Reception:
     """What a watcher received: audio at 48 kHz with arrival times, video frame count, data-channel messages."""
+
+    def __repr__(self) -> str:  # a summary: the audio blocks would print for minutes
+        return (f"Reception({len(self.audio)} audio blocks, {self.video_frames} video frames, "
+                f"{len(self.messages)} messages, {self.dropped} dropped)")  # fmt: skip
 
     audio: list[np.ndarray] = field(default_factory=list)
     audio_arrival: list[float] = field(default_factory=list)  # wall time (time.time) each block arrived
