@@ -226,7 +226,7 @@ async def _listen(base: str, server_pid: int) -> dict:
 @pytest.mark.slow
 async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) -> None:
     """Kill the pt actor mid-talk: its listener keeps hearing sound (the original), is told, and gets pt back."""
-    from rt_f2f.event.controller import HEALTH_TIMEOUT_S, TICK_S, EventConfig, EventController
+    from rt_f2f.event.controller import HEALTH_TIMEOUT_S, MISSES_BEFORE_FAILOVER, TICK_S, EventConfig, EventController
     from rt_f2f.event.janus_client import JanusSession
     from rt_f2f.event.netns import INTERFACE
     from rt_f2f.event.placement import shutdown
@@ -256,7 +256,7 @@ async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) 
         arrival = np.array(listener.reception.audio_arrival)
         after = arrival[arrival > killed_at]
         # sound stops only while the failure is noticed (health deadline + a tick), then the original flows
-        gap = HEALTH_TIMEOUT_S + 2 * TICK_S + 1.0
+        gap = MISSES_BEFORE_FAILOVER * HEALTH_TIMEOUT_S + 2 * TICK_S + 1.0
         assert after.size and np.diff(after).max() < gap, f"the listener's audio stopped {np.diff(after).max():.1f} s"
         assert pt.failures == 1
     finally:
@@ -330,6 +330,15 @@ async def test_janus_crash_is_restarted_and_the_original_republished(netns) -> N
         assert np.abs(listener.reception.samples()).max(initial=0) > 0.05, "no sound from the re-published speaker"
         await listener.close()
         await session.close()
+        # a language's first listener starts its translator, its last listener stops it (it is not pinned)
+        pt = controller.languages["pt"]
+        assert pt.actor is None and pt.state == "idle"
+        first, second = controller.join("pt")["listener"], controller.join("pt")["listener"]
+        assert pt.actor is not None and pt.state == "starting"
+        await controller.leave(first)
+        assert pt.actor is not None
+        await controller.leave(second)
+        assert pt.actor is None and pt.state == "idle" and pt.channel.source == "speaker"
     finally:
         await controller.stop()
         shutdown()

@@ -4,8 +4,9 @@ State lives here, in one asyncio loop: the languages offered, the listeners of e
 active language, and the Janus layout (``EventSfu``). A monitor tick (twice a second) reconciles them:
 - Janus gone (our process died, or its API stopped answering): restart it when we own it, re-create the room
   and mountpoints on the same ports, re-publish the speaker file and every translator.
-- A translator that does not answer its health call within a deadline is *failed over*: its channel carries the
-  original and its listeners get a status note. Ray restarts the actor; once it answers again it re-publishes and
+- A translator whose process died (Ray says so at once), or that misses its health deadline three times in a row
+  (a busy worker answers late, so one miss is not a failure), is *failed over*: its channel carries the original
+  and its listeners get a status note. Ray restarts the actor; once it answers again it re-publishes and
   the channel switches back (another note).
 - Each channel is forwarded from the feed it should carry now (``desired_feed``); nothing else moves.
 Translators start when a language's first listener arrives and stop when its last leaves, unless pinned.
@@ -35,7 +36,8 @@ from .translator import SourceClause, WorkerSpec
 log = logging.getLogger(__name__)
 
 SPEAKER = "speaker"  # the display name a speaker publishes under (the speaker page, or --input FILE)
-HEALTH_TIMEOUT_S = 2.0
+HEALTH_TIMEOUT_S = 3.0
+MISSES_BEFORE_FAILOVER = 3  # health calls in a row that time out before a live translator is failed over
 TICK_S = 0.5
 MAX_LISTENERS = 10000
 STOP_STEP_S = 10.0
@@ -85,6 +87,7 @@ class LanguageState:
     note: str = ""
     starting: asyncio.Task | None = None
     clauses_lost: int = 0
+    missed: int = 0  # health calls in a row without an answer
 
 
 class EventController:
@@ -335,7 +338,13 @@ class EventController:
     async def _check(self, state: LanguageState, feeds: dict[str, int]) -> None:
         try:
             state.health = await asyncio.wait_for(state.actor.health.remote(), HEALTH_TIMEOUT_S)
+            state.missed = 0
         except Exception as exc:
+            # Ray says at once when the process died; a busy worker only answers late, so that takes a few misses
+            died = not isinstance(exc, TimeoutError)
+            state.missed += 1
+            if not died and state.missed < MISSES_BEFORE_FAILOVER:
+                return
             if state.state == "live":  # a worker still loading its models is slow, not failed
                 state.failures += 1
                 state.note = f"the {languages.name(state.code)} translator stopped answering; you hear the original"
