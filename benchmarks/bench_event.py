@@ -80,7 +80,7 @@ def first_sounds(reception, after: float, threshold: float = 0.02) -> list[float
     return out
 
 
-async def run(levels: list[int], targets: list[str], period: float, out: Path) -> dict:
+async def run(levels: list[int], targets: list[str], period: float, out: Path, tts: str | None = None) -> dict:
     import aiohttp
 
     from rt_f2f.audio import read_audio
@@ -93,9 +93,12 @@ async def run(levels: list[int], targets: list[str], period: float, out: Path) -
     port = free_port()
     cmd = [sys.executable, "-m", "rt_f2f", "event", "start", "--source", "en", "--targets", ",".join(targets),
            "--pin", "--ice-interface", INTERFACE, "--port", str(port), "--duration", "3600"]  # fmt: skip
+    if tts:
+        cmd += ["--tts", tts]
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    results: dict = {"levels": [], "targets": targets, "period_s": period, "load_avg_start": os.getloadavg()}
+    results: dict = {"levels": [], "targets": targets, "tts": tts or "default", "period_s": period,
+                     "load_avg_start": os.getloadavg()}  # fmt: skip
     try:
         while "listener link" not in (line := server.stdout.readline()):
             if not line:
@@ -218,6 +221,7 @@ def main() -> int:
     parser.add_argument("--levels", default="1,10,30,100", help="listener counts, ascending (default 1,10,30,100)")
     parser.add_argument("--targets", default="pt", help="target languages (default pt)")
     parser.add_argument("--period", type=float, default=30.0, help="the talk repeats every PERIOD seconds")
+    parser.add_argument("--tts", help="TTS backend for every language (default: the best per language)")
     parser.add_argument("--out", type=Path, default=Path("bench_event.json"))
     args = parser.parse_args()
     from rt_f2f.event.netns import Netns, why_not
@@ -229,7 +233,8 @@ def main() -> int:
     ns = Netns.create(f"rtf2f-bench-{os.getpid()}")
     ns.enter()
     try:
-        asyncio.run(run([int(x) for x in args.levels.split(",")], args.targets.split(","), args.period, args.out))
+        levels = [int(x) for x in args.levels.split(",")]
+        asyncio.run(run(levels, args.targets.split(","), args.period, args.out, args.tts))
     finally:
         ns.delete()
     return 0

@@ -175,7 +175,8 @@ class EventController:
             await self._offer(code, pinned)
         state = self.languages[code]
         if state.pinned:
-            placement.check_room([code], self._need) if state.actor is None else None
+            if state.actor is None:
+                placement.check_room([code], self._need)
             self._ensure_translator(state)
         return state
 

@@ -111,7 +111,7 @@ class SourceASR:
         self._watcher = self._session = None
 
     async def stop(self) -> None:
+        await self._close_watch()  # first: the pipeline may wait for a Whisper call in flight
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._close_watch()
