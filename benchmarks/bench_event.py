@@ -153,11 +153,12 @@ async def run(levels: list[int], targets: list[str], period: float, out: Path, t
                 started = track.started + time.time() - time.monotonic()  # the track's clock is monotonic
                 spoken = [started + k * period + first_word for k in range(int((time.time() - started) / period) + 2)]
                 for lang, watcher, _ in listeners[: len(channels)]:
+                    onsets = first_sounds(watcher.reception, w0)
                     delays = []
-                    for heard in first_sounds(watcher.reception, w0):
-                        earlier = [s for s in spoken if s <= heard - 0.05]
-                        if earlier:
-                            delays.append(heard - earlier[-1])
+                    for said in spoken:  # the first sound heard after each repetition began (its first word)
+                        heard = [o for o in onsets if said + 0.05 < o < said + period]
+                        if heard and said >= w0 - period:
+                            delays.append(heard[0] - said)
                     row["mouth_to_ear_s"][lang] = delays
                 row["status"] = (await (await http.get(base + "/api/event")).json())["languages"]
                 results["levels"].append(row)

@@ -402,13 +402,16 @@ async def test_chromium_speaker_and_listener_pages(netns, tmp_path: Path) -> Non
             session = await JanusSession.create(controller.janus_url)
             original = Watcher(session, video=False)
             await original.watch(controller.join("original")["mountpoint"])
+            await _until(lambda: np.abs(original.reception.samples()).max(initial=0) > 0.05, 30)
+            await _until(lambda: original.reception.captions("source"), 180)  # the browser's speech reached the ASR
             await listener.goto(base + "/event")
             await listener.wait_for_function("document.getElementById('language').options.length === 2")
             await listener.select_option("#language", "pt")
             await listener.click("#listen")
             await listener.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
+            await _until(lambda: controller.languages["pt"].health.get("clauses_out", 0) >= 1, 240)
             await listener.wait_for_function(
-                "document.getElementById('captions').textContent.trim().length > 0", timeout=240_000
+                "document.getElementById('captions').textContent.trim().length > 0", timeout=60_000
             )
             await listener.wait_for_function("/\\d+\\.\\d s/.test(document.getElementById('delay').textContent)",
                                              timeout=30_000)  # fmt: skip
