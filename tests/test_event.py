@@ -409,10 +409,16 @@ async def test_chromium_speaker_and_listener_pages(netns, tmp_path: Path) -> Non
             await listener.select_option("#language", "pt")
             await listener.click("#listen")
             await listener.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
-            await _until(lambda: controller.languages["pt"].health.get("clauses_out", 0) >= 1, 240)
-            await listener.wait_for_function(
-                "document.getElementById('captions').textContent.trim().length > 0", timeout=60_000
-            )
+            out_before = controller.languages["pt"].health.get("clauses_out", 0)
+            await _until(lambda: controller.languages["pt"].health.get("clauses_out", 0) > out_before, 240)
+            try:
+                await listener.wait_for_function(
+                    "document.getElementById('captions').textContent.trim().length > 0", timeout=60_000
+                )
+            except playwright_api.TimeoutError:
+                seen = await listener.evaluate("[window.__channelOpen, (window.__eventMessages || []).length]")
+                raise AssertionError(f"no caption on the page: data channel open, messages = {seen}; "
+                                     f"pt {controller.languages['pt'].health}") from None  # fmt: skip
             await listener.wait_for_function("/\\d+\\.\\d s/.test(document.getElementById('delay').textContent)",
                                              timeout=30_000)  # fmt: skip
             caption = await listener.text_content("#captions")

@@ -61,6 +61,7 @@ function janusClose() {
 
 // -- listener ---------------------------------------------------------------------------------------------------
 function showCaption(msg) {
+  (window.__eventMessages = window.__eventMessages || []).push(msg);   // for tests and debugging
   if (msg.type === "status") { note(msg.text || ""); return; }
   if (msg.type !== "caption") return;
   const line = document.createElement("div");
@@ -91,6 +92,7 @@ async function listen() {
     };
     const channel = pc.createDataChannel("JanusDataChannel");   // Janus relays captions once we open one
     channel.onmessage = (e) => { try { showCaption(JSON.parse(e.data)); } catch (_) {} };
+    channel.onopen = () => { window.__channelOpen = true; };
     pc.ondatachannel = (e) => { e.channel.onmessage = channel.onmessage; };
     await pc.setRemoteDescription(offer.jsep);
     await pc.setLocalDescription(await pc.createAnswer());
