@@ -91,9 +91,14 @@ async function listen() {
       }
     };
     const channel = pc.createDataChannel("JanusDataChannel");   // Janus relays captions once we open one
-    channel.onmessage = (e) => { try { showCaption(JSON.parse(e.data)); } catch (_) {} };
+    const decoder = new TextDecoder();
+    const onMessage = (e) => {   // Janus may relay the mountpoint's datagrams as binary
+      try { showCaption(JSON.parse(typeof e.data === "string" ? e.data : decoder.decode(e.data))); } catch (_) {}
+    };
+    channel.binaryType = "arraybuffer";
+    channel.onmessage = onMessage;
     channel.onopen = () => { window.__channelOpen = true; };
-    pc.ondatachannel = (e) => { e.channel.onmessage = channel.onmessage; };
+    pc.ondatachannel = (e) => { e.channel.binaryType = "arraybuffer"; e.channel.onmessage = onMessage; };
     await pc.setRemoteDescription(offer.jsep);
     await pc.setLocalDescription(await pc.createAnswer());
     await janusMessage(janus, {request: "start"}, pc.localDescription);
