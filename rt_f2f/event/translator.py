@@ -1,0 +1,223 @@
+"""One target language's translator: clauses in (control plane), translated speech out into Janus (media plane).
+
+A worker watches the original mountpoint for the speaker's video, runs MT -> TTS on the clauses the event's shared
+ASR hands it, and publishes one audio + video feed into the event's VideoRoom. Its captions go straight to its
+channel's data port. Media never passes through Ray: a clause is a few words of text, and the worker's
+speech travels as RTP from its own peer connection to Janus, wherever Ray placed it.
+
+``TranslatorWorker`` is plain asyncio (tests run it in-process); ``translator_actor_class`` wraps it as a Ray async
+actor. Video is the speaker's own frames re-encoded, not re-mouthed: the lip-sync engine is not wired into event
+mode yet (see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+
+from ..frames import Clause, SpeechChunk, Translation
+from ..server.media import WEBRTC_RATE, LatestFrames, PcmFifo, SlotAudioTrack, SlotVideoTrack
+from ..stage import Pipeline
+from .janus_client import JanusSession
+from .rtc import Publisher, Watcher, publish
+from .sfu import send_datagram
+
+log = logging.getLogger(__name__)
+
+MAX_BACKLOG_S = 60.0  # translated speech waiting to play; beyond this the oldest is dropped (and counted)
+MAX_PENDING_CLAUSES = 64
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable so Ray can restart the actor from it."""
+
+    event_id: int
+    source: str
+    target: str
+    janus_url: str
+    room: int
+    original_mountpoint: int
+    data_host: str
+    data_port: int
+    mt_model: str | None = None
+    tts_backend: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceClause:
+    """A clause plus the wall time (``time.time``) its last word was spoken, for mouth-to-ear figures."""
+
+    clause: Clause
+    spoken_at: float
+
+
+@dataclass
+class WorkerStats:
+    language: str
+    pid: int
+    feed_id: int | None = None
+    clauses_in: int = 0
+    clauses_out: int = 0
+    clauses_dropped: int = 0
+    audio_dropped_s: float = 0.0
+    delays: deque = field(default_factory=lambda: deque(maxlen=50))  # mouth-to-ear per clause, seconds
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        d = list(self.delays)
+        return {
+            "language": self.language, "pid": self.pid, "feed_id": self.feed_id, "clauses_in": self.clauses_in,
+            "clauses_out": self.clauses_out, "clauses_dropped": self.clauses_dropped,
+            "audio_dropped_s": round(self.audio_dropped_s, 3), "error": self.error,
+            "delay_s": round(float(np.median(d)), 3) if d else None, "delay_last_s": round(d[-1], 3) if d else None,
+        }  # fmt: skip
+
+
+class TranslatorWorker:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.stats = WorkerStats(spec.target, os.getpid())
+        self.fifo = PcmFifo(int(MAX_BACKLOG_S * WEBRTC_RATE))
+        self.frames: LatestFrames[av.VideoFrame] = LatestFrames(2)
+        self._clauses: asyncio.Queue[SourceClause | None] = asyncio.Queue(MAX_PENDING_CLAUSES)
+        self._spoken: dict[int, float] = {}
+        self._session: JanusSession | None = None
+        self._publisher: Publisher | None = None
+        self._watcher: Watcher | None = None
+        self._task: asyncio.Task | None = None
+        self._models: tuple[Any, Any] | None = None
+
+    def load(self) -> None:
+        """Load MT and TTS (blocking; run in a thread). A missing model raises its clear ``RtF2fError``."""
+        from ..mt import get_translator
+        from ..tts import get_synthesizer
+
+        translator = get_translator(self.spec.source, self.spec.target, model=self.spec.mt_model)
+        synthesizer = get_synthesizer(self.spec.target, backend=self.spec.tts_backend)
+        self._models = (translator, synthesizer)
+
+    async def start(self) -> int:
+        """Load models, publish into the room; returns the feed id (idempotent: republishes after Janus restarts)."""
+        if self._models is None:
+            await asyncio.to_thread(self.load)
+        await self._unpublish()
+        self._session = await JanusSession.create(self.spec.janus_url)
+        self._watcher = Watcher(self._session, keep_audio=False, on_video=self.frames.put)
+        await self._watcher.watch(self.spec.original_mountpoint)
+        tracks = [SlotAudioTrack(self.fifo), SlotVideoTrack(self.frames)]
+        self._publisher = await publish(self._session, self.spec.room, f"tr-{self.spec.target}", tracks)
+        self.stats.feed_id = self._publisher.feed_id
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"translate-{self.spec.target}")
+        return self._publisher.feed_id
+
+    def submit(self, item: SourceClause) -> bool:
+        """Queue a clause; False (and counted) when the worker is this far behind."""
+        self.stats.clauses_in += 1
+        if self._clauses.full():
+            self.stats.clauses_dropped += 1
+            return False
+        self._clauses.put_nowait(item)
+        return True
+
+    async def _source(self):  # noqa: ANN202 - an async generator of Clause
+        while (item := await self._clauses.get()) is not None:
+            self._spoken[item.clause.clause_id] = item.spoken_at
+            yield item.clause
+
+    async def _run(self) -> None:
+        from ..mt import MTStage
+        from ..tts import TTSStage
+
+        translator, synthesizer = self._models
+        pipeline = Pipeline([MTStage(translator), TTSStage(synthesizer)], maxsize=8, tap=self._tap)
+        try:
+            async for item in pipeline.run(self._source()):
+                if isinstance(item, SpeechChunk):
+                    self._play(item)
+        except Exception as exc:  # a model failing mid-talk: report it through health(), keep the feed up
+            log.exception("translator %s failed", self.spec.target)
+            self.stats.error = f"{type(exc).__name__}: {exc}"
+
+    def _tap(self, stage: str, frame: Any) -> None:
+        if isinstance(frame, Translation):
+            clause = frame.source
+            send_datagram(self.spec.data_host, self.spec.data_port, {
+                "type": "caption", "kind": "translation", "language": frame.language, "text": frame.text[:400],
+                "source": clause.text[:400], "clause_id": clause.clause_id, "start": clause.pts, "end": clause.end,
+            })  # fmt: skip
+
+    def _play(self, chunk: SpeechChunk) -> None:
+        from ..audio import resample
+
+        samples = resample(chunk.audio.samples, chunk.audio.sample_rate, WEBRTC_RATE)
+        if chunk.first:
+            plays_at = time.time() + len(self.fifo) / WEBRTC_RATE
+            spoken = self._spoken.pop(chunk.translation.source.clause_id, None)
+            if spoken is not None:
+                self.stats.delays.append(plays_at - spoken)
+            self.stats.clauses_out += 1
+        before = self.fifo.dropped
+        self.fifo.put(samples)
+        self.stats.audio_dropped_s += (self.fifo.dropped - before) / WEBRTC_RATE
+
+    def health(self) -> dict[str, Any]:
+        out = self.stats.summary()
+        out["publishing"] = self._publisher is not None and self._publisher.pc.connectionState == "connected"
+        out["backlog_s"] = round(len(self.fifo) / WEBRTC_RATE, 3)
+        return out
+
+    async def _unpublish(self) -> None:
+        for closer in (self._publisher, self._watcher, self._session):
+            if closer is not None:
+                try:
+                    await closer.close()
+                except Exception as exc:  # Janus may be gone (that is why we republish)
+                    log.debug("closing before republish: %s", exc)
+        self._publisher = self._watcher = self._session = None
+        self.stats.feed_id = None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._clauses.put_nowait(None) if not self._clauses.full() else self._task.cancel()
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        await self._unpublish()
+
+
+def translator_actor_class():  # noqa: ANN201 - a Ray actor class, built lazily so `import ray` stays out of --help
+    """The Ray actor that hosts one ``TranslatorWorker`` (an async actor: aiortc lives in its event loop)."""
+    import ray
+
+    @ray.remote(max_restarts=-1, max_task_retries=0)
+    class TranslatorActor:
+        def __init__(self, spec: WorkerSpec) -> None:
+            self.worker = TranslatorWorker(spec)
+
+        async def start(self) -> int:
+            return await self.worker.start()
+
+        async def translate(self, item: SourceClause) -> bool:
+            return self.worker.submit(item)
+
+        async def health(self) -> dict[str, Any]:
+            return self.worker.health()
+
+        async def node(self) -> str:
+            return ray.get_runtime_context().get_node_id()
+
+        async def stop(self) -> None:
+            await self.worker.stop()
+
+    return TranslatorActor
