@@ -60,7 +60,8 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="module")
 def face_box(photo: np.ndarray) -> tuple[int, int, int, int]:
     """The padded box the stream pastes into, as its own tracker finds it, widened by a few pixels of slack."""
-    from rt_f2f.lipsync.faces import FaceTracker, MediaPipeDetector
+    from rt_f2f.lipsync.detectors import MediaPipeDetector
+    from rt_f2f.lipsync.faces import FaceTracker
 
     box = FaceTracker(MediaPipeDetector()).update(photo, 0.0)
     assert box is not None, "mediapipe finds no face in the test photo"
