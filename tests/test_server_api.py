@@ -28,12 +28,14 @@ from rt_f2f.audio import StreamingResampler
 from rt_f2f.errors import RtF2fError
 from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
 from rt_f2f.server.app import REGISTRY, ServerConfig, create_app, serve_locally
+from rt_f2f.server.buffers import LatestFrames, PcmFifo
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+from rt_f2f.server.clockmap import WallClockMap
 from rt_f2f.server.errors import ApiError
+from rt_f2f.server.feeds.factory import default_feed_factory
+from rt_f2f.server.ingest import StaleFrames, drain_track
 from rt_f2f.server.limits import Limits, MediaSettings, TokenBucket
-from rt_f2f.server.media import LatestFrames, PcmFifo, StaleFrames, WallClockMap, drain_track
 from rt_f2f.server.peer import add_bitrate_hints, parse_offer
-from rt_f2f.server.translate import default_feed_factory
 
 RATE = 48000
 

@@ -27,8 +27,8 @@ import pytest
 from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
 from rt_f2f.server.app import REGISTRY, ServerConfig, create_app, serve_locally
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+from rt_f2f.server.feeds.factory import default_feed_factory
 from rt_f2f.server.limits import Limits
-from rt_f2f.server.translate import default_feed_factory
 
 CHURNERS = 50
 WAVE = 5

@@ -32,9 +32,11 @@ from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation,
 from rt_f2f.scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from rt_f2f.server.app import ServerConfig
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+from rt_f2f.server.feeds.base import PassthroughFeed
+from rt_f2f.server.feeds.factory import default_feed_factory
+from rt_f2f.server.feeds.lipsync import LipSyncFeed
+from rt_f2f.server.feeds.lipsync_model import CallLipSyncConfig, LipSyncModel, lipsync_for_server
 from rt_f2f.server.limits import MediaSettings
-from rt_f2f.server.lipsync_feed import CallLipSyncConfig, LipSyncFeed, LipSyncModel, lipsync_for_server
-from rt_f2f.server.translate import PassthroughFeed, default_feed_factory
 
 WEBRTC = 48000
 SIZE = 256

@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import DEFAULT_WEB_DIR, ServerConfig, create_app
+    from .feeds.factory import default_feed_factory
+    from .feeds.lipsync_model import lipsync_for_server
     from .limits import Limits, MediaSettings
-    from .lipsync_feed import lipsync_for_server
-    from .translate import default_feed_factory
 
     if args.max_participants < 2 or args.max_rooms < 1:
         raise RtF2fError("--max-participants must be at least 2 and --max-rooms at least 1")
