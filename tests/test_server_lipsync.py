@@ -4,8 +4,8 @@ call through the real server with aiortc clients.
 The generator has random weights in the released checkpoint format (``lipsync_fixtures``): its mouths say nothing
 about lip-sync quality, but every frame it renders differs from the input where it pastes, which makes "this frame
 was re-mouthed, and only around the mouth" measurable. The face is a real photo (``media_fixtures.face_photo``), so
-the real face tracker finds it. ``ChirpEngine`` stands in for the speech engine: it answers every second of input
-with a clause and half a second of loud speech-like sound, optionally late.
+the real face tracker finds it. ``fakes.FakeSpeechEngine`` stands in for the speech engine: it answers every second of
+input with a clause and half a second of loud speech-like sound (``chirp_engines``), optionally late.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -22,13 +21,14 @@ import av
 import numpy as np
 import pytest
 from audio_checks import dominant_frequency, tone
+from fakes import FakeEngines, FakeSpeechEngine
 from lipsync_fixtures import shared_checkpoint, write_random_checkpoint
 from media_fixtures import face_photo
 from test_server_api import loopback_ice, open_room, running_server  # noqa: F401  (loopback_ice: a fixture)
 
 from rt_f2f.cli import main
 from rt_f2f.errors import ModelMissingError, RtF2fError
-from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
+from rt_f2f.frames import AudioChunk, Caption
 from rt_f2f.scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from rt_f2f.server.app import ServerConfig
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
@@ -93,38 +93,9 @@ def chirp(freq: float, seconds: float = SPEECH_S, rate: int = 24000) -> np.ndarr
     return (0.4 * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
 
 
-class ChirpEngine:
-    """Test double for ``SpeechEngine``: each second of input becomes a clause (words over its first 0.8 s) and
-    0.5 s of loud sound at ``pitch(k)``, released ``lags[k]`` seconds of input after clause k ends (default 0);
-    can fail to load or fail while running."""
-
-    def __init__(self, source: str, target: str, lags: tuple[float, ...] = (), fail: str = "") -> None:
-        self.source, self.target, self.lags, self.fail = source, target, lags, fail
-        self.clauses: list[Clause] = []
-
-    def load(self) -> None:
-        if self.fail == "load":
-            raise RtF2fError("no translator for this pair", "pull one")
-
-    async def run(self, audio) -> AsyncIterator[SpeechChunk | Caption]:
-        held, waiting = 0.0, []
-        async for chunk in audio:
-            held += chunk.duration
-            if held >= 1.0:
-                k = len(self.clauses)
-                clause = Clause("hello", (Word(" hello", chunk.end - 1.0, chunk.end - 0.2),), self.source, k)
-                self.clauses.append(clause)
-                waiting.append((clause.end + (self.lags[k] if k < len(self.lags) else 0.0), k, clause))
-                waiting.sort()
-                held = 0.0
-            while waiting and waiting[0][0] <= chunk.end:
-                *_, clause = waiting.pop(0)
-                if self.fail == "run":
-                    raise RuntimeError("the translator broke")
-                translation = Translation(clause, "olá", self.target)
-                yield Caption("olá", self.target, clause.pts, clause.end, True, "translation")
-                speech = AudioChunk(chirp(pitch(clause.clause_id)), 24000, clause.pts)
-                yield SpeechChunk(speech, translation, True, True)
+def chirp_engines(**options) -> FakeEngines:
+    """Fake engines whose clause k is heard as half a second of loud sound at ``pitch(k)``."""
+    return FakeEngines(word_gap_s=0.2, speech=lambda k, heard, rate: (chirp(pitch(k)), 24000), **options)
 
 
 @dataclass
@@ -152,7 +123,7 @@ class Recorder:
 @dataclass
 class Run:
     feed: LipSyncFeed
-    engine: ChirpEngine
+    engine: FakeSpeechEngine
     events: Events
     audio: Recorder
     video: Recorder
@@ -160,13 +131,11 @@ class Run:
     frame_wall: dict[int, float]  # input frame number -> wall time it was pushed
 
 
-def make_feed(model: LipSyncModel, **engine_kw) -> tuple[LipSyncFeed, ChirpEngine, Events, Recorder, Recorder]:
-    engines: list[ChirpEngine] = []
-
-    def factory(source: str, target: str) -> ChirpEngine:
-        engines.append(ChirpEngine(source, target, **engine_kw))
-        return engines[-1]
-
+def make_feed(
+    model: LipSyncModel, **engine_kw
+) -> tuple[LipSyncFeed, list[FakeSpeechEngine], Events, Recorder, Recorder]:
+    factory = chirp_engines(**engine_kw)
+    engines = factory.made
     events, audio, video = Events(), Recorder(), Recorder()
     feed = LipSyncFeed("A", "en", "pt", MediaSettings(), events, factory, model)
     feed.audio.subscribe(audio)
@@ -357,7 +326,7 @@ async def test_engine_failure_falls_back_to_the_original_media(model, photo, fai
 
 
 def test_factory_picks_the_lipsync_feed_for_translated_listeners(model):
-    make = default_feed_factory(lambda s, t: ChirpEngine(s, t), lipsync=model)
+    make = default_feed_factory(chirp_engines(), lipsync=model)
     assert isinstance(make("A", "en", "pt", MediaSettings(), Events()), LipSyncFeed)
     assert isinstance(make("A", "en", "en", MediaSettings(), Events()), PassthroughFeed)
 
@@ -432,7 +401,7 @@ class PixelClient(RoomClient):
 
 @pytest.mark.slow
 async def test_listener_receives_frames_that_differ_from_the_speakers_only_at_the_mouth(model, photo, face_box):
-    factory = default_feed_factory(lambda s, t: ChirpEngine(s, t), lipsync=model)
+    factory = default_feed_factory(chirp_engines(), lipsync=model)
     async with running_server(ServerConfig(web_dir=None), factory) as (app, base):
         room = await open_room(base)
         a = RoomClient(
