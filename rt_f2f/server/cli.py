@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RtF2fError
+from ..lipsync.names import BACKEND_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--lipsync-backend",
-        choices=("torch", "torch-bf16", "onnxruntime", "tensorrt"),
+        choices=BACKEND_NAMES,
         help="lip-sync engine (default: the fastest available here)",
     )
     parser.set_defaults(func=run)
