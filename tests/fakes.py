@@ -1,4 +1,4 @@
-"""The test doubles the suite shares: one speech engine, one lip-sync session.
+"""The test doubles the suite shares: one speech engine, one lip-sync session, and what a feed reports to.
 
 ``FakeSpeechEngine`` stands in for ``rt_f2f.speech.SpeechEngine`` (``load()``, ``run(audio)``): every ``clause_s``
 seconds of input become a clause, its captions and its translated speech, so "the listener got the engine's
@@ -12,6 +12,7 @@ back in batches of ``batch_size``, re-mouthed (``mouthed``: the bottom half of t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -119,6 +120,30 @@ class FakeEngines:
     def __call__(self, source: str, target: str) -> FakeSpeechEngine:
         self.made.append(FakeSpeechEngine(source, target, **self.options))
         return self.made[-1]
+
+
+@dataclass
+class Events:
+    """``FeedEvents`` that keep what a feed reported: its captions and its (state, detail) changes."""
+
+    captions: list[Caption] = field(default_factory=list)
+    states: list[tuple[str, str]] = field(default_factory=list)
+
+    def caption(self, feed: object, caption: Caption) -> None:
+        self.captions.append(caption)
+
+    def status(self, feed: object, state: str, detail: str = "") -> None:
+        self.states.append((state, detail))
+
+
+class Recorder:
+    """A relay sink that notes when (``time.monotonic``) each item was published: ``items`` of (wall, item)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, object]] = []
+
+    def put(self, item: object) -> None:
+        self.items.append((time.monotonic(), item))
 
 
 # -- lip-sync ----------------------------------------------------------------------------------------------------

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import av
 import numpy as np
 import pytest
-from fakes import FakeEngines
+from fakes import Events, FakeEngines, Recorder
 
-from rt_f2f.frames import AudioChunk, Caption
+from rt_f2f.frames import AudioChunk
 from rt_f2f.server.feeds.base import FeedStats, PassthroughFeed
 from rt_f2f.server.feeds.engine import EngineStats
 from rt_f2f.server.feeds.translated import DelayedVideoStats, TranslatedFeed
@@ -21,32 +21,12 @@ from rt_f2f.server.limits import MediaSettings
 WEBRTC = 48000
 
 
-@dataclass
-class Events:
-    captions: list[Caption] = field(default_factory=list)
-    states: list[tuple[str, str]] = field(default_factory=list)
-
-    def caption(self, feed, caption: Caption) -> None:
-        self.captions.append(caption)
-
-    def status(self, feed, state: str, detail: str = "") -> None:
-        self.states.append((state, detail))
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.items: list = []
-
-    def put(self, item) -> None:
-        self.items.append(item)
-
-
 def block(i: int, value: float = 0.1) -> AudioChunk:
     return AudioChunk(np.full(960, value, np.float32), WEBRTC, i * 0.02, source="A")
 
 
 async def feed_for(engines: FakeEngines, settings: MediaSettings | None = None):
-    events, audio, video = Events(), Sink(), Sink()
+    events, audio, video = Events(), Recorder(), Recorder()
     feed = TranslatedFeed("A", "en", "pt", settings or MediaSettings(), events, engines)
     feed.audio.subscribe(audio)
     feed.video.subscribe(video)
@@ -72,7 +52,7 @@ async def test_translated_feed_runs_the_engine_on_16khz_blocks_and_publishes_48k
             await asyncio.sleep(0.01)
         (engine,) = engines.made
         assert engine.rates == {16000} and len(engine.chunk_sizes) == 1  # fixed-size blocks at the engine rate
-        assert audio.items and {c.sample_rate for c in audio.items} == {WEBRTC}
+        assert audio.items and {c.sample_rate for _, c in audio.items} == {WEBRTC}
         assert [c.text for c in events.captions] == ["olá"]
         stats = feed.snapshot()
         engine_stats, video_stats = stats.parts
@@ -101,7 +81,9 @@ async def test_a_failed_engine_leaves_listeners_with_the_original_media():
             if video.items:
                 break
             await asyncio.sleep(0.01)
-        assert audio.items == [chunk] and video.items == [frame]  # the same objects, untouched, at once
+        assert [c for _, c in audio.items] == [chunk] and [f for _, f in video.items] == [
+            frame
+        ]  # the same objects, untouched, at once
         assert feed.stats()["delay_s"] == 0.0
     finally:
         await feed.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,14 +21,14 @@ import av
 import numpy as np
 import pytest
 from audio_checks import dominant_frequency, tone
-from fakes import FakeEngines, FakeSpeechEngine
+from fakes import Events, FakeEngines, FakeSpeechEngine, Recorder
 from lipsync_fixtures import shared_checkpoint, write_random_checkpoint
 from media_fixtures import face_photo
 from test_server_api import loopback_ice, open_room, running_server  # noqa: F401  (loopback_ice: a fixture)
 
 from rt_f2f.cli import main
 from rt_f2f.errors import ModelMissingError, RtF2fError
-from rt_f2f.frames import AudioChunk, Caption
+from rt_f2f.frames import AudioChunk
 from rt_f2f.scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from rt_f2f.server.app import ServerConfig
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
@@ -96,28 +96,6 @@ def chirp(freq: float, seconds: float = SPEECH_S, rate: int = 24000) -> np.ndarr
 def chirp_engines(**options) -> FakeEngines:
     """Fake engines whose clause k is heard as half a second of loud sound at ``pitch(k)``."""
     return FakeEngines(word_gap_s=0.2, speech=lambda k, heard, rate: (chirp(pitch(k)), 24000), **options)
-
-
-@dataclass
-class Events:
-    captions: list[Caption] = field(default_factory=list)
-    states: list[tuple[str, str]] = field(default_factory=list)
-
-    def caption(self, feed, caption: Caption) -> None:
-        self.captions.append(caption)
-
-    def status(self, feed, state: str, detail: str = "") -> None:
-        self.states.append((state, detail))
-
-
-class Recorder:
-    """A relay sink that notes when each item was published."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[float, object]] = []
-
-    def put(self, item: object) -> None:
-        self.items.append((time.monotonic(), item))
 
 
 @dataclass
