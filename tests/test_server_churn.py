@@ -22,7 +22,7 @@ import tracemalloc
 import aiohttp
 import numpy as np
 import pytest
-from fakes import FakeEngines, echo_speech
+from fakes import FakeSpeechEngine, echo_speech
 
 from rt_f2f.server.app import REGISTRY, ServerConfig, create_app, serve_locally
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
@@ -71,9 +71,11 @@ async def test_fifty_participants_come_and_go_without_leaks():
 async def churn() -> None:
     limits = Limits(max_participants=WAVE + 1, idle_timeout_s=3.0, connect_timeout_s=5.0)
     config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
-    app = create_app(
-        config, default_feed_factory(FakeEngines(clause_s=0.5, word_gap_s=0.0, text=("hi", "oi"), speech=echo_speech))
-    )
+
+    def echo(source: str, target: str) -> FakeSpeechEngine:  # made afresh and kept by nobody: no leak of our own
+        return FakeSpeechEngine(source, target, clause_s=0.5, word_gap_s=0.0, text=("hi", "oi"), speech=echo_speech)
+
+    app = create_app(config, default_feed_factory(echo))
     runner, base = await serve_locally(app)
     registry = app[REGISTRY]
     async with aiohttp.ClientSession() as http:
