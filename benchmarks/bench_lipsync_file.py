@@ -173,7 +173,7 @@ def measure(
     repeat: int = 1,
 ) -> dict[str, Any]:
     from rt_f2f.lipsync.backends import load_backend
-    from rt_f2f.lipsync.faces import load_detector
+    from rt_f2f.lipsync.detectors import load_detector
     from rt_f2f.lipsync.filecmd import lipsync_file
 
     with tempfile.TemporaryDirectory(prefix="rt-f2f-bench-lipsync-") as tmp:

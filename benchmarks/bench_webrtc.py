@@ -135,7 +135,8 @@ async def _measure(clips: list[str], target: str, voice_conversion: bool, max_wa
 
     from rt_f2f.server.app import ServerConfig, create_app, serve_locally
     from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient, create_room
-    from rt_f2f.server.translate import default_feed_factory, speech_engine_factory
+    from rt_f2f.server.feeds.engine import speech_engine_factory
+    from rt_f2f.server.feeds.factory import default_feed_factory
 
     sentences = load_sentences(clips)
     engines = speech_engine_factory(voice_conversion)

@@ -210,7 +210,8 @@ async def _measure(clips: list[str], target: str, gap_s: float, voice_conversion
 
     from rt_f2f.server.app import ServerConfig, create_app, serve_locally
     from rt_f2f.server.client import create_room
-    from rt_f2f.server.translate import default_feed_factory, speech_engine_factory
+    from rt_f2f.server.feeds.engine import speech_engine_factory
+    from rt_f2f.server.feeds.factory import default_feed_factory
 
     if not CHROMIUM.exists():
         raise SystemExit("Debian chromium is not installed: apt-get install -y chromium")

@@ -16,9 +16,9 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from .errors import MediaError
+from .rates import ENGINE_RATE
 
 MAX_AUDIO_SECONDS = 4 * 3600  # untrusted input is bounded: four hours is more than any session
 
@@ -28,6 +28,8 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     samples = np.asarray(samples, dtype=np.float32)
     if rate_in == rate_out or samples.size == 0:
         return samples
+    from scipy.signal import resample_poly  # here, not at the top: every command's --help imports this module
+
     g = gcd(int(rate_in), int(rate_out))
     return resample_poly(samples, rate_out // g, rate_in // g).astype(np.float32)
 
@@ -71,7 +73,9 @@ def mono_samples(frames: list) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
+def read_audio(
+    path: str | os.PathLike, sample_rate: int = ENGINE_RATE, max_seconds: float = MAX_AUDIO_SECONDS
+) -> np.ndarray:
     """Decode the first audio stream of any media file to mono float32 at ``sample_rate``."""
     import av
 

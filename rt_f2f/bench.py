@@ -256,7 +256,11 @@ def run(args: argparse.Namespace) -> int:
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure latency, frame rate and cost; write results.json, plots, report")
     p.add_argument("--quick", action="store_true", help="short runs (about 5 minutes on 2 CPU cores)")
-    p.add_argument("--suite", nargs="+", metavar="NAME", help="run only these suites")
+    try:
+        suites = ", ".join(_suites())
+    except ImportError:  # an install without the benchmarks package: run_suites says so when asked to run
+        suites = "none installed"
+    p.add_argument("--suite", nargs="+", metavar="NAME", help=f"run only these suites ({suites})")
     p.add_argument("--out", default="bench-results", help="output folder (default: bench-results)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.set_defaults(func=run)

@@ -12,15 +12,20 @@ import sys
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audio import atomic_output, read_audio, write_json
 from .errors import MediaError
-from .facetoface import OUTPUT_RATE, FaceToFace, FaceToFaceConfig, FaceToFaceResult, ear_voice_spans
-from .frames import Caption
-from .speech import INPUT_RATE, SpeechConfig, SpeechEngine
+from .lipsync.names import BACKEND_NAMES
+from .rates import ENGINE_RATE
+
+if TYPE_CHECKING:  # the pipeline loads inside run(): ``rt-f2f --help`` stays instant
+    from .facetoface import FaceToFaceResult
+    from .frames import Caption
+    from .lipsync.stream import LipSyncStream
+    from .speech import SpeechEngine
 
 
 def mux_audio(video_only: Path, audio: np.ndarray, rate: int, out: Path) -> None:
@@ -84,6 +89,8 @@ def caption_cues(result: FaceToFaceResult, delay: float) -> tuple[list, list]:
 def build_report(
     result: FaceToFaceResult, engine: SpeechEngine, args: argparse.Namespace, lipsync: dict[str, Any]
 ) -> dict[str, Any]:
+    from .facetoface import ear_voice_spans
+
     metrics = result.scheduler.metrics()
     summary = metrics.summary()
     evs = ear_voice_spans(result)
@@ -141,7 +148,7 @@ def build_report(
     }
 
 
-def _load_lipsync(args: argparse.Namespace, fps: float) -> tuple[Any | None, dict[str, Any]]:
+def _load_lipsync(args: argparse.Namespace, fps: float) -> tuple[LipSyncStream | None, dict[str, Any]]:
     if not args.checkpoint_path:
         return None, {"enabled": False, "reason": "no --checkpoint_path: the delayed video passes through unchanged"}
     from .lipsync.backends import default_backend, load_backend
@@ -155,7 +162,9 @@ def _load_lipsync(args: argparse.Namespace, fps: float) -> tuple[Any | None, dic
 
 def run(args: argparse.Namespace) -> int:
     from .errors import RtF2fError
+    from .facetoface import OUTPUT_RATE, FaceToFace, FaceToFaceConfig
     from .outputs import check_outputs
+    from .speech import SpeechConfig, SpeechEngine
     from .video import VideoWriter, probe_video, read_frames
 
     if args.drop_after is not None and not args.realtime:
@@ -172,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         raise MediaError(f"{args.input}: a still image has no speech", "mux speech into a video first, or use lipsync")
     if not info.has_audio:
         raise MediaError(f"{args.input}: has no audio track", "give a talking video with its sound")
-    samples = read_audio(args.input, INPUT_RATE)
+    samples = read_audio(args.input, ENGINE_RATE)
     lipsync, lipsync_info = _load_lipsync(args, info.fps)
     if lipsync is None:
         print(f"rt-f2f: {lipsync_info['reason']}", file=sys.stderr)
@@ -215,7 +224,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint_path",
         help="Wav2Lip checkpoint (.pth) or LipGAN weights (.h5, recognised); without it the video passes through",
     )
-    p.add_argument("--backend", help="lip-sync backend (default: fastest available)")
+    p.add_argument("--backend", choices=BACKEND_NAMES, help="lip-sync backend (default: the fastest available here)")
     p.add_argument("--lipsync-batch", type=int, default=8, help="frames per generator call")
     p.add_argument("--delay", type=float, default=2.0, help="target delay D in seconds (default 2.0)")
     p.add_argument(

@@ -26,9 +26,10 @@ from scipy.signal import firwin, resample_poly
 
 from .errors import MediaError, RtF2fError
 from .frames import AudioChunk, ControlEvent, ControlKind, SpeechSegment
+from .rates import ENGINE_RATE
 from .stage import Stage
 
-VAD_RATE = 16000
+VAD_RATE = ENGINE_RATE  # webrtcvad takes 8/16/32/48 kHz; the engine runs at 16 kHz
 FRAME_MS_CHOICES = (10, 20, 30)
 MAX_INPUT_RATE = 384_000
 

@@ -16,7 +16,7 @@ from rt_f2f.lipsync.composite import (
     match_colour,
     output_to_rgb,
 )
-from rt_f2f.lipsync.faces import FaceBox
+from rt_f2f.lipsync.facebox import FaceBox
 
 
 def test_crop_is_96_square_of_the_box():

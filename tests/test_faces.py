@@ -12,14 +12,10 @@ from lipsync_fixtures import write_random_checkpoint
 from media_fixtures import face_photo, moving_frames
 
 from rt_f2f.errors import ModelFormatError, ModelMissingError
-from rt_f2f.lipsync.faces import (
-    FaceBox,
-    FaceTracker,
-    MediaPipeDetector,
-    OneEuroFilter,
-    detect_static,
-    load_detector,
-)
+from rt_f2f.lipsync.detectors import MediaPipeDetector, load_detector
+from rt_f2f.lipsync.facebox import FaceBox
+from rt_f2f.lipsync.faces import FaceTracker, detect_static
+from rt_f2f.lipsync.one_euro import OneEuroFilter
 from rt_f2f.lipsync.s3fd import S3FD, S3FDDetector, decode, load_s3fd, nms
 
 

@@ -302,7 +302,7 @@ def test_lipsync_command_renders_a_video_with_lipgan(lipgan_h5, tmp_path):
 
 def test_call_server_streams_lipgan_with_its_longer_audio_window(lipgan_h5):
     """The server's batch latency (0.3 s) is below LipGAN's 0.36 s of audio per frame: its streams wait longer."""
-    from rt_f2f.server.lipsync_feed import CallLipSyncConfig, load_lipsync
+    from rt_f2f.server.feeds.lipsync_model import CallLipSyncConfig, load_lipsync
 
     model = load_lipsync(lipgan_h5, None, CallLipSyncConfig(batch=1))
     assert model.backend.model == "lipgan" and model.backend_name in ("torch", "torch-bf16")

@@ -20,7 +20,7 @@ from media_fixtures import face_photo, write_face_photo, write_speech, write_tal
 
 from rt_f2f.errors import MediaError, ModelFormatError, RtF2fError
 from rt_f2f.lipsync import filecmd
-from rt_f2f.lipsync.faces import MediaPipeDetector
+from rt_f2f.lipsync.detectors import MediaPipeDetector
 from rt_f2f.lipsync.mel import frame_count, mel_steps
 from rt_f2f.video import read_frames
 

@@ -11,7 +11,9 @@ from lipsync_fixtures import shared_checkpoint
 from media_fixtures import face_photo, speech
 
 from rt_f2f.frames import AudioChunk, ControlEvent, ControlKind, VideoFrame
-from rt_f2f.lipsync.faces import FaceBox, FaceTracker, MediaPipeDetector
+from rt_f2f.lipsync.detectors import MediaPipeDetector
+from rt_f2f.lipsync.facebox import FaceBox
+from rt_f2f.lipsync.faces import FaceTracker
 from rt_f2f.lipsync.mel import mel_chunks, melspectrogram
 from rt_f2f.lipsync.stream import LOOKAHEAD_S, LipSyncStage, LipSyncStream
 from rt_f2f.stage import Pipeline

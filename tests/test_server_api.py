@@ -1,8 +1,8 @@
 """The call server's HTTP API, data channel, routing and cleanup, driven through real HTTP and real WebRTC
 (aiortc clients over loopback), plus its media buffers on their own.
 
-Translation here goes through ``ToneEngine``, a test double for ``SpeechEngine`` that turns every second of input
-into a 440 Hz tone and a pair of captions: it makes "the listener got the engine's output, not the original"
+Translation here goes through ``fakes.FakeSpeechEngine``, a test double for ``SpeechEngine`` that turns every
+second of input into a 440 Hz tone and its captions: it makes "the listener got the engine's output, not the original"
 measurable in a second, without models. The real engine is exercised in test_server_browser.py.
 """
 
@@ -21,19 +21,21 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection
 from audio_checks import dominant_frequency, tone
+from fakes import FakeEngines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rt_f2f.audio import StreamingResampler
 from rt_f2f.errors import RtF2fError
-from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
 from rt_f2f.server.app import REGISTRY, ServerConfig, create_app, serve_locally
+from rt_f2f.server.buffers import LatestFrames, PcmFifo
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+from rt_f2f.server.clockmap import WallClockMap
 from rt_f2f.server.errors import ApiError
+from rt_f2f.server.feeds.factory import default_feed_factory
+from rt_f2f.server.ingest import StaleFrames, drain_track
 from rt_f2f.server.limits import Limits, MediaSettings, TokenBucket
-from rt_f2f.server.media import LatestFrames, PcmFifo, StaleFrames, WallClockMap, drain_track
 from rt_f2f.server.peer import add_bitrate_hints, parse_offer
-from rt_f2f.server.translate import default_feed_factory
 
 RATE = 48000
 
@@ -111,56 +113,13 @@ async def wait_until(predicate, timeout: float, poll: float = 0.05) -> None:
         await asyncio.sleep(poll)
 
 
-class ToneEngine:
-    """Test double for ``SpeechEngine``: each second of input becomes a 0.5 s 440 Hz tone and two captions.
-
-    Records every engine made (``made``), the rate and size of the audio it was given, and can fail to load.
-    """
-
-    made: list[ToneEngine] = []
-
-    def __init__(self, source: str, target: str, fail: bool = False) -> None:
-        self.source, self.target, self.fail = source, target, fail
-        self.loaded = False
-        self.rates: set[int] = set()
-        self.chunk_sizes: set[int] = set()
-        self.seconds_in = 0.0
-        ToneEngine.made.append(self)
-
-    def load(self) -> None:
-        if self.fail:
-            raise RtF2fError("no translator for this pair", "pull one")
-        self.loaded = True
-
-    async def run(self, audio) -> AsyncIterator[SpeechChunk | Caption]:
-        pending, clause_id = 0.0, 0
-        async for chunk in audio:
-            self.rates.add(chunk.sample_rate)
-            self.chunk_sizes.add(chunk.samples.size)
-            self.seconds_in += chunk.duration
-            pending += chunk.duration
-            yield Caption("hel", self.source, chunk.pts, chunk.end, False, "source")
-            if pending >= 1.0:
-                words = (Word(" hello", chunk.end - 1.0, chunk.end - 0.5),)
-                clause = Clause("hello", words, self.source, clause_id)
-                translation = Translation(clause, "olá", self.target)
-                yield Caption("hello", self.source, clause.pts, clause.end, True, "source")
-                yield Caption("olá", self.target, clause.pts, clause.end, True, "translation")
-                speech = AudioChunk(tone(440, 0.5, 24000), 24000, chunk.end)
-                yield SpeechChunk(speech, translation, first=True, last=True)
-                pending, clause_id = 0.0, clause_id + 1
-
-
 @pytest.fixture
-def tone_engines() -> list[ToneEngine]:
-    ToneEngine.made = []
-    return ToneEngine.made
+def tone_engines() -> FakeEngines:
+    return FakeEngines(source_captions=True)
 
 
-def tone_server(config: ServerConfig | None = None, fail: bool = False):
-    return running_server(
-        config or ServerConfig(web_dir=None), default_feed_factory(lambda s, t: ToneEngine(s, t, fail=fail))
-    )
+def tone_server(engines: FakeEngines, config: ServerConfig | None = None):
+    return running_server(config or ServerConfig(web_dir=None), default_feed_factory(engines))
 
 
 def speaker(base: str, room: dict, freq: float = 1000.0, **kw) -> RoomClient:
@@ -426,7 +385,7 @@ async def test_server_can_insist_on_h264():
 
 
 async def test_translated_listener_gets_engine_output_captions_and_delayed_video(tone_engines):
-    async with tone_server() as (app, base):
+    async with tone_server(tone_engines) as (app, base):
         room = await open_room(base)
         a = speaker(base, room, freq=1000.0, name="A", speak="en", hear="pt", slots=1)
         b = RoomClient(base, room["id"], room["token"], name="B", speak="pt", hear="pt", slots=1)
@@ -448,21 +407,21 @@ async def test_translated_listener_gets_engine_output_captions_and_delayed_video
             )
             video = b.slots[b.slot_of(a_id)].video
             assert video and video[-1][1:] == (160, 120)
-            # the picture waits for the speech: ToneEngine's lag is ~1 s (it answers each second of input)
+            # the picture waits for the speech: the fake engine's lag is ~1 s (it answers each second of input)
             assert video[0][0] - joined > 0.8
             stats = [m for m in b.messages if m["type"] == "stats"][-1]["speakers"][a_id]
             assert stats["mode"] == "translated" and 0.3 <= stats["delay_s"] <= 6.0
             assert stats["speech_lag_s"] is not None
-            (engine,) = [e for e in tone_engines if e.target == "pt"]
+            (engine,) = [e for e in tone_engines.made if e.target == "pt"]
             assert engine.rates == {16000} and engine.chunk_sizes == {960}  # 60 ms blocks at 16 kHz
             # A hears Portuguese and B speaks it: B -> A is passthrough, so the only engine is A's en -> pt
-            assert [(e.source, e.target) for e in tone_engines] == [("en", "pt")]
+            assert [(e.source, e.target) for e in tone_engines.made] == [("en", "pt")]
         finally:
             await asyncio.gather(a.close(), b.close())
 
 
 async def test_one_engine_per_speaker_and_language_shared_by_its_listeners(tone_engines):
-    async with tone_server() as (app, base):
+    async with tone_server(tone_engines) as (app, base):
         room = await open_room(base)
         a = speaker(base, room, freq=1000.0, name="A", speak="en", hear="en", slots=3)
         listeners = [
@@ -479,7 +438,7 @@ async def test_one_engine_per_speaker_and_language_shared_by_its_listeners(tone_
             await d.wait_for(lambda: any(x["speaker"] == a_id and x["final"] for x in d.captions), 10)
             await asyncio.sleep(1.0)
             # one engine per (speaker, other language): A and D into pt, B and C into en; not one per listener (8)
-            assert sorted((e.source, e.target) for e in tone_engines) == [("en", "pt")] * 2 + [("pt", "en")] * 2
+            assert sorted((e.source, e.target) for e in tone_engines.made) == [("en", "pt")] * 2 + [("pt", "en")] * 2
             assert abs(dominant_frequency(slot_audio(b, a_id, 2.0)) - 440) < 10
             assert abs(dominant_frequency(slot_audio(c, a_id, 2.0)) - 440) < 10
             assert abs(dominant_frequency(slot_audio(d, a_id, 1.0)) - 1000) < 20  # same language: original
@@ -490,8 +449,8 @@ async def test_one_engine_per_speaker_and_language_shared_by_its_listeners(tone_
             await asyncio.gather(a.close(), *(x.close() for x in listeners))
 
 
-async def test_engine_failure_falls_back_to_the_original_and_says_why(tone_engines):
-    async with tone_server(fail=True) as (app, base):
+async def test_engine_failure_falls_back_to_the_original_and_says_why():
+    async with tone_server(FakeEngines(fail="load")) as (app, base):
         room = await open_room(base)
         a = speaker(base, room, freq=1000.0, name="A", speak="en", hear="pt", slots=1)
         b = RoomClient(base, room["id"], room["token"], name="B", speak="pt", hear="pt", slots=1)

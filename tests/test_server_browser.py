@@ -185,7 +185,8 @@ async def test_page_explains_denied_permissions_bad_links_and_unreachable_server
 async def test_browser_speech_arrives_translated_with_captions(playwright_api, fake_devices, whisper):
     """English from the page, Portuguese at the Python participant, through the real SpeechEngine."""
     pytest.importorskip("rt_f2f.speech")
-    from rt_f2f.server.translate import default_feed_factory, speech_engine_factory
+    from rt_f2f.server.feeds.engine import speech_engine_factory
+    from rt_f2f.server.feeds.factory import default_feed_factory
 
     engines = speech_engine_factory()
     await asyncio.to_thread(engines("en", "pt").load)  # the server shares models per pair: load them up front

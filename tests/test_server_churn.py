@@ -18,17 +18,16 @@ import gc
 import threading
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
 
 import aiohttp
 import numpy as np
 import pytest
+from fakes import FakeSpeechEngine, echo_speech
 
-from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
 from rt_f2f.server.app import REGISTRY, ServerConfig, create_app, serve_locally
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+from rt_f2f.server.feeds.factory import default_feed_factory
 from rt_f2f.server.limits import Limits
-from rt_f2f.server.translate import default_feed_factory
 
 CHURNERS = 50
 WAVE = 5
@@ -39,25 +38,6 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
     import aioice.ice
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
-
-
-class EchoEngine:
-    """Test double for ``SpeechEngine``: speaks back every half second of input and captions it."""
-
-    def load(self) -> None:
-        pass
-
-    async def run(self, audio) -> AsyncIterator[SpeechChunk | Caption]:
-        held: list[np.ndarray] = []
-        async for chunk in audio:
-            held.append(chunk.samples)
-            if sum(x.size for x in held) >= chunk.sample_rate // 2:
-                samples = np.concatenate(held)
-                held.clear()
-                words = (Word(" hi", chunk.end - 0.5, chunk.end),)
-                translation = Translation(Clause("hi", words, "en", 0), "oi", "pt")
-                yield Caption("oi", "pt", chunk.end - 0.5, chunk.end, True, "translation")
-                yield SpeechChunk(AudioChunk(samples, chunk.sample_rate, chunk.pts), translation, True, True)
 
 
 def rss_bytes() -> int:
@@ -91,7 +71,11 @@ async def test_fifty_participants_come_and_go_without_leaks():
 async def churn() -> None:
     limits = Limits(max_participants=WAVE + 1, idle_timeout_s=3.0, connect_timeout_s=5.0)
     config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
-    app = create_app(config, default_feed_factory(lambda source, target: EchoEngine()))
+
+    def echo(source: str, target: str) -> FakeSpeechEngine:  # made afresh and kept by nobody: no leak of our own
+        return FakeSpeechEngine(source, target, clause_s=0.5, word_gap_s=0.0, text=("hi", "oi"), speech=echo_speech)
+
+    app = create_app(config, default_feed_factory(echo))
     runner, base = await serve_locally(app)
     registry = app[REGISTRY]
     async with aiohttp.ClientSession() as http:
@@ -197,7 +181,11 @@ async def test_video_at_the_cap_gives_its_memory_back_over_fifty_cycles():
 async def video_churn() -> None:
     limits = Limits(max_participants=2, idle_timeout_s=3.0, connect_timeout_s=5.0, max_video_pixels=CAP[0] * CAP[1])
     config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
-    app = create_app(config, default_feed_factory(lambda source, target: EchoEngine()))
+
+    def echo(source: str, target: str) -> FakeSpeechEngine:
+        return FakeSpeechEngine(source, target, clause_s=0.5, word_gap_s=0.0, text=("hi", "oi"), speech=echo_speech)
+
+    app = create_app(config, default_feed_factory(echo))
     runner, base = await serve_locally(app)
     registry = app[REGISTRY]
     async with aiohttp.ClientSession() as http:

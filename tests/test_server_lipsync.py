@@ -4,8 +4,8 @@ call through the real server with aiortc clients.
 The generator has random weights in the released checkpoint format (``lipsync_fixtures``): its mouths say nothing
 about lip-sync quality, but every frame it renders differs from the input where it pastes, which makes "this frame
 was re-mouthed, and only around the mouth" measurable. The face is a real photo (``media_fixtures.face_photo``), so
-the real face tracker finds it. ``ChirpEngine`` stands in for the speech engine: it answers every second of input
-with a clause and half a second of loud speech-like sound, optionally late.
+the real face tracker finds it. ``fakes.FakeSpeechEngine`` stands in for the speech engine: it answers every second of
+input with a clause and half a second of loud speech-like sound (``chirp_engines``), optionally late.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,19 +21,22 @@ import av
 import numpy as np
 import pytest
 from audio_checks import dominant_frequency, tone
+from fakes import Events, FakeEngines, FakeSpeechEngine, Recorder
 from lipsync_fixtures import shared_checkpoint, write_random_checkpoint
 from media_fixtures import face_photo
 from test_server_api import loopback_ice, open_room, running_server  # noqa: F401  (loopback_ice: a fixture)
 
 from rt_f2f.cli import main
 from rt_f2f.errors import ModelMissingError, RtF2fError
-from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, Word
+from rt_f2f.frames import AudioChunk
 from rt_f2f.scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from rt_f2f.server.app import ServerConfig
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
+from rt_f2f.server.feeds.base import PassthroughFeed
+from rt_f2f.server.feeds.factory import default_feed_factory
+from rt_f2f.server.feeds.lipsync import LipSyncFeed
+from rt_f2f.server.feeds.lipsync_model import CallLipSyncConfig, LipSyncModel, lipsync_for_server
 from rt_f2f.server.limits import MediaSettings
-from rt_f2f.server.lipsync_feed import CallLipSyncConfig, LipSyncFeed, LipSyncModel, lipsync_for_server
-from rt_f2f.server.translate import PassthroughFeed, default_feed_factory
 
 WEBRTC = 48000
 SIZE = 256
@@ -60,7 +62,8 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="module")
 def face_box(photo: np.ndarray) -> tuple[int, int, int, int]:
     """The padded box the stream pastes into, as its own tracker finds it, widened by a few pixels of slack."""
-    from rt_f2f.lipsync.faces import FaceTracker, MediaPipeDetector
+    from rt_f2f.lipsync.detectors import MediaPipeDetector
+    from rt_f2f.lipsync.faces import FaceTracker
 
     box = FaceTracker(MediaPipeDetector()).update(photo, 0.0)
     assert box is not None, "mediapipe finds no face in the test photo"
@@ -90,66 +93,15 @@ def chirp(freq: float, seconds: float = SPEECH_S, rate: int = 24000) -> np.ndarr
     return (0.4 * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
 
 
-class ChirpEngine:
-    """Test double for ``SpeechEngine``: each second of input becomes a clause (words over its first 0.8 s) and
-    0.5 s of loud sound at ``pitch(k)``, released ``lags[k]`` seconds of input after clause k ends (default 0);
-    can fail to load or fail while running."""
-
-    def __init__(self, source: str, target: str, lags: tuple[float, ...] = (), fail: str = "") -> None:
-        self.source, self.target, self.lags, self.fail = source, target, lags, fail
-        self.clauses: list[Clause] = []
-
-    def load(self) -> None:
-        if self.fail == "load":
-            raise RtF2fError("no translator for this pair", "pull one")
-
-    async def run(self, audio) -> AsyncIterator[SpeechChunk | Caption]:
-        held, waiting = 0.0, []
-        async for chunk in audio:
-            held += chunk.duration
-            if held >= 1.0:
-                k = len(self.clauses)
-                clause = Clause("hello", (Word(" hello", chunk.end - 1.0, chunk.end - 0.2),), self.source, k)
-                self.clauses.append(clause)
-                waiting.append((clause.end + (self.lags[k] if k < len(self.lags) else 0.0), k, clause))
-                waiting.sort()
-                held = 0.0
-            while waiting and waiting[0][0] <= chunk.end:
-                *_, clause = waiting.pop(0)
-                if self.fail == "run":
-                    raise RuntimeError("the translator broke")
-                translation = Translation(clause, "olá", self.target)
-                yield Caption("olá", self.target, clause.pts, clause.end, True, "translation")
-                speech = AudioChunk(chirp(pitch(clause.clause_id)), 24000, clause.pts)
-                yield SpeechChunk(speech, translation, True, True)
-
-
-@dataclass
-class Events:
-    captions: list[Caption] = field(default_factory=list)
-    states: list[tuple[str, str]] = field(default_factory=list)
-
-    def caption(self, feed, caption: Caption) -> None:
-        self.captions.append(caption)
-
-    def status(self, feed, state: str, detail: str = "") -> None:
-        self.states.append((state, detail))
-
-
-class Recorder:
-    """A relay sink that notes when each item was published."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[float, object]] = []
-
-    def put(self, item: object) -> None:
-        self.items.append((time.monotonic(), item))
+def chirp_engines(**options) -> FakeEngines:
+    """Fake engines whose clause k is heard as half a second of loud sound at ``pitch(k)``."""
+    return FakeEngines(word_gap_s=0.2, speech=lambda k, heard, rate: (chirp(pitch(k)), 24000), **options)
 
 
 @dataclass
 class Run:
     feed: LipSyncFeed
-    engine: ChirpEngine
+    engine: FakeSpeechEngine
     events: Events
     audio: Recorder
     video: Recorder
@@ -157,13 +109,11 @@ class Run:
     frame_wall: dict[int, float]  # input frame number -> wall time it was pushed
 
 
-def make_feed(model: LipSyncModel, **engine_kw) -> tuple[LipSyncFeed, ChirpEngine, Events, Recorder, Recorder]:
-    engines: list[ChirpEngine] = []
-
-    def factory(source: str, target: str) -> ChirpEngine:
-        engines.append(ChirpEngine(source, target, **engine_kw))
-        return engines[-1]
-
+def make_feed(
+    model: LipSyncModel, **engine_kw
+) -> tuple[LipSyncFeed, list[FakeSpeechEngine], Events, Recorder, Recorder]:
+    factory = chirp_engines(**engine_kw)
+    engines = factory.made
     events, audio, video = Events(), Recorder(), Recorder()
     feed = LipSyncFeed("A", "en", "pt", MediaSettings(), events, factory, model)
     feed.audio.subscribe(audio)
@@ -354,7 +304,7 @@ async def test_engine_failure_falls_back_to_the_original_media(model, photo, fai
 
 
 def test_factory_picks_the_lipsync_feed_for_translated_listeners(model):
-    make = default_feed_factory(lambda s, t: ChirpEngine(s, t), lipsync=model)
+    make = default_feed_factory(chirp_engines(), lipsync=model)
     assert isinstance(make("A", "en", "pt", MediaSettings(), Events()), LipSyncFeed)
     assert isinstance(make("A", "en", "en", MediaSettings(), Events()), PassthroughFeed)
 
@@ -429,7 +379,7 @@ class PixelClient(RoomClient):
 
 @pytest.mark.slow
 async def test_listener_receives_frames_that_differ_from_the_speakers_only_at_the_mouth(model, photo, face_box):
-    factory = default_feed_factory(lambda s, t: ChirpEngine(s, t), lipsync=model)
+    factory = default_feed_factory(chirp_engines(), lipsync=model)
     async with running_server(ServerConfig(web_dir=None), factory) as (app, base):
         room = await open_room(base)
         a = RoomClient(

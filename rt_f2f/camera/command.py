@@ -112,7 +112,7 @@ def _load_lipsync(args: argparse.Namespace) -> tuple[Any | None, dict[str, Any]]
     """The call server's generator set-up (loaded once, warmed up); without a checkpoint, the model store's
     ``wav2lip`` when it is on disk, else lip-sync is off (said once)."""
     from ..models.store import get_store
-    from ..server.lipsync_feed import load_lipsync
+    from ..server.feeds.lipsync_model import load_lipsync
 
     checkpoint = args.checkpoint_path
     if checkpoint is None and get_store().status("wav2lip").where in ("env", "cache"):

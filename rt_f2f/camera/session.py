@@ -92,7 +92,7 @@ class CameraRun:
 
 class CameraSession:
     """``engine`` is a ``SpeechEngine`` (or a test double with ``load`` / ``run``); ``lipsync`` a
-    ``LipSyncModel`` from ``rt_f2f.server.lipsync_feed`` or None (the delayed picture passes through)."""
+    ``LipSyncModel`` from ``rt_f2f.server.feeds.lipsync_model`` or None (the delayed picture passes through)."""
 
     def __init__(
         self,

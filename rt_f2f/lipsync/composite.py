@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .faces import FaceBox
+from .facebox import FaceBox
 
 FACE_SIZE = 96
 

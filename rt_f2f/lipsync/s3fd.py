@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ModelFormatError, ModelMissingError
-from .faces import FaceBox
+from .facebox import FaceBox
 
 # the pixel means the released weights were trained with, subtracted from the RGB image as the public pipeline does
 PIXEL_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from .store import get_store
+if TYPE_CHECKING:
+    from .store import ModelStore
+
+
+def _store() -> ModelStore:
+    """The model store, imported when a models command runs (not for ``--help``)."""
+    from .store import get_store
+
+    return get_store()
 
 
 def _size(n: int | None) -> str:
@@ -18,7 +27,7 @@ def _size(n: int | None) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    store = get_store()
+    store = _store()
     rows = [("NAME", "KIND", "STATUS", "SIZE", "LICENCE", "SOURCE")]
     for st in store.list():
         spec = st.spec
@@ -35,7 +44,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    store = get_store()
+    store = _store()
     for name in args.names:
         path = store.pull(name, progress=True)
         print(f"{name}: {path}")
@@ -43,7 +52,7 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    print(get_store().path(args.name))
+    print(_store().path(args.name))
     return 0
 
 

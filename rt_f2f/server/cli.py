@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RtF2fError
+from ..lipsync.names import BACKEND_NAMES
 
 if TYPE_CHECKING:
     from .limits import Limits
@@ -92,7 +93,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--lipsync-backend",
-        choices=("torch", "torch-bf16", "onnxruntime", "tensorrt"),
+        choices=BACKEND_NAMES,
         help="lip-sync engine (default: the fastest available here)",
     )
     parser.set_defaults(func=run)
@@ -180,9 +181,9 @@ def run(args: argparse.Namespace) -> int:
     import ssl
 
     from .app import DEFAULT_WEB_DIR, ServerConfig, create_app
+    from .feeds.factory import default_feed_factory
+    from .feeds.lipsync_model import lipsync_for_server
     from .limits import MediaSettings
-    from .lipsync_feed import lipsync_for_server
-    from .translate import default_feed_factory
 
     limits = limits_from_args(args)
     base_url = public_url(args.public_url)

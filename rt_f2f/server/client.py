@@ -24,18 +24,11 @@ from aiortc.rtcdatachannel import RTCDataChannel
 
 from ..audio import StreamingResampler
 from ..errors import RtF2fError
-from .media import (
-    SAMPLES_PER_FRAME,
-    VIDEO_CLOCK,
-    VIDEO_TIME_BASE,
-    WEBRTC_RATE,
-    DecodedAudio,
-    audio_frame,
-    cancel_and_wait,
-    drain_track,
-    spawn,
-)
+from .ingest import DecodedAudio, drain_track
 from .peer import CHANNEL_LABEL, ice_configuration
+from .tasks import cancel_and_wait, spawn
+from .timebase import SAMPLES_PER_FRAME, VIDEO_CLOCK, VIDEO_TIME_BASE, WEBRTC_RATE
+from .tracks import audio_frame
 
 
 class ArrayAudioTrack(MediaStreamTrack):
