@@ -22,8 +22,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from ..server.media import WEBRTC_RATE, DecodedAudio, cancel_and_wait, drain_track
+from ..server.ingest import DecodedAudio, drain_track
 from ..server.peer import ice_configuration
+from ..server.tasks import cancel_and_wait
+from ..server.timebase import WEBRTC_RATE
 from .janus_client import JanusHandle, JanusSession
 from .janus_process import JanusError
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..audio import StreamingResampler
 from ..frames import AudioChunk, Clause, Transcript, join_words
-from ..server.media import WEBRTC_RATE, WallClockMap
+from ..server.clockmap import WallClockMap
+from ..server.timebase import WEBRTC_RATE
 from ..stage import Pipeline
 from .janus_client import JanusSession
 from .rtc import Watcher

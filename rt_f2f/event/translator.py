@@ -24,7 +24,9 @@ import av
 import numpy as np
 
 from ..frames import Clause, SpeechChunk, Translation
-from ..server.media import WEBRTC_RATE, LatestFrames, PcmFifo, SlotAudioTrack, SlotVideoTrack
+from ..server.buffers import LatestFrames, PcmFifo
+from ..server.timebase import WEBRTC_RATE
+from ..server.tracks import SlotAudioTrack, SlotVideoTrack
 from ..stage import Pipeline
 from .janus_client import JanusSession
 from .rtc import Publisher, Watcher, publish
