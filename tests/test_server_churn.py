@@ -68,12 +68,14 @@ async def test_fifty_participants_come_and_go_without_leaks():
         await churn()
 
 
+def echo(source: str, target: str) -> FakeSpeechEngine:
+    """Made afresh per feed and kept by nobody: the leak checks measure the server, not the fakes."""
+    return FakeSpeechEngine(source, target, clause_s=0.5, word_gap_s=0.0, text=("hi", "oi"), speech=echo_speech)
+
+
 async def churn() -> None:
     limits = Limits(max_participants=WAVE + 1, idle_timeout_s=3.0, connect_timeout_s=5.0)
     config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
-
-    def echo(source: str, target: str) -> FakeSpeechEngine:  # made afresh and kept by nobody: no leak of our own
-        return FakeSpeechEngine(source, target, clause_s=0.5, word_gap_s=0.0, text=("hi", "oi"), speech=echo_speech)
 
     app = create_app(config, default_feed_factory(echo))
     runner, base = await serve_locally(app)
@@ -181,9 +183,6 @@ async def test_video_at_the_cap_gives_its_memory_back_over_fifty_cycles():
 async def video_churn() -> None:
     limits = Limits(max_participants=2, idle_timeout_s=3.0, connect_timeout_s=5.0, max_video_pixels=CAP[0] * CAP[1])
     config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
-
-    def echo(source: str, target: str) -> FakeSpeechEngine:
-        return FakeSpeechEngine(source, target, clause_s=0.5, word_gap_s=0.0, text=("hi", "oi"), speech=echo_speech)
 
     app = create_app(config, default_feed_factory(echo))
     runner, base = await serve_locally(app)
