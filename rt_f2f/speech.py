@@ -23,7 +23,7 @@ from .audio import atomic_output, read_audio, resample, write_json, write_wav
 from .clauses import ClauseConfig
 from .errors import LanguageError, MediaError, RtF2fError
 from .frames import AudioChunk, Caption, Clause, SpeechChunk, Transcript, Translation, join_words
-from .stage import LatencyLog, Pipeline, Stage
+from .stage import LatencyLog, Pipeline, Stage, end_stream
 from .waterfall import ClauseWaterfall, WaterfallRecorder, stage_shares
 
 INPUT_RATE = 16000
@@ -171,7 +171,7 @@ class SpeechEngine:
                 async for chunk in pipeline.run(enrol(audio)):
                     await out.put(chunk)
             finally:
-                await out.put(done)
+                await end_stream(out, done)
 
         task = asyncio.create_task(drive(), name="speech-engine")
         try:

@@ -23,6 +23,18 @@ T = TypeVar("T")
 _END = object()
 
 
+async def end_stream(queue: asyncio.Queue, end: object = _END) -> None:
+    """Put the end-of-stream marker, unless this task is being cancelled.
+
+    A cancelled producer has no reader left: its consumer is being cancelled too, so a full queue would never drain
+    and the cancellation (a shutdown, a peer leaving) would wait forever on the put. A producer that ends normally
+    or fails still signals the end, so the reader stops and surfaces the error."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return
+    await queue.put(end)
+
+
 @dataclass(frozen=True)
 class LatencyRecord:
     """One hop through one stage: media timestamps in and out, wall times in and out."""
@@ -129,7 +141,7 @@ class Pipeline:
                 async for item in source:
                     await queues[0].put(item)
             finally:
-                await queues[0].put(_END)
+                await end_stream(queues[0])
 
         async def drive(stage: Stage, inq: asyncio.Queue, outq: asyncio.Queue) -> None:
             try:
@@ -141,7 +153,7 @@ class Pipeline:
                     self._emit(stage, out)
                     await outq.put(out)
             finally:
-                await outq.put(_END)
+                await end_stream(outq)
 
         tasks = [asyncio.create_task(feed(), name="pipeline-feed")]
         for i, stage in enumerate(self.stages):
@@ -149,8 +161,11 @@ class Pipeline:
         try:
             while (item := await queues[-1].get()) is not _END:
                 yield item
+            for task in tasks[1:]:  # a failed stage ended the stream early; those before it may be stuck on a put
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
             for task in tasks[1:]:
-                await task  # surface a stage's exception
+                await task
             if tasks[0].done():
                 tasks[0].result()  # surface the source's exception
         finally:

@@ -390,7 +390,6 @@ def portuguese_words(whisper_base, samples_16k: np.ndarray) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="hangs after the session-3 merge: rt-f2f camera with the real speech engine never reaches --duration (event loop idle, all workers idle); issue 11 stays open until it is found")
 def test_still_face_talk_to_y4m_and_wav(still_talk, tmp_path: Path, whisper_base, capsys) -> None:
     """The issue's "done when": `rt-f2f camera --input talk.mp4 --source en --target pt --y4m out.y4m --wav out.wav
     --duration 20` writes a 25 fps Y4M and a WAV of the same length, heard back as Portuguese, with the A/V offset
@@ -424,7 +423,6 @@ def test_still_face_talk_to_y4m_and_wav(still_talk, tmp_path: Path, whisper_base
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="hangs after the session-3 merge: rt-f2f camera with the real speech engine never reaches --duration (event loop idle, all workers idle); issue 11 stays open until it is found")
 def test_virtual_microphone_carries_portuguese_speech(pulse, still_talk, tmp_path: Path, whisper_base) -> None:
     """`--virtual-mic rt-f2f-mic` with a PulseAudio daemon running: `pactl list sources` shows it, another process
     records Portuguese speech from it, and it is gone after the command ends."""

@@ -93,3 +93,56 @@ async def test_a_failing_stage_surfaces_its_error() -> None:
 
     with pytest.raises(ValueError, match="bad frame"):
         [x async for x in Pipeline([Boom(), Pairs()]).run(_source(5))]
+
+
+async def _forever():
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+async def test_cancelling_the_reader_ends_while_the_source_waits_on_a_full_queue() -> None:
+    """A shutdown (the camera's --duration, a peer leaving) cancels the reader while a slow stage has left the
+    source blocked on a full input queue: the cancellation must finish, not wait forever to put end-of-stream."""
+    release = asyncio.Event()
+
+    class Stuck(Stage):
+        name = "stuck"
+
+        async def process(self, item):
+            await release.wait()
+            yield item
+
+    async def read() -> list[int]:
+        return [x async for x in Pipeline([Stuck()], maxsize=2).run(_forever())]
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.05)  # the source fills the queue and waits on its put
+    reader.cancel()
+    done, _ = await asyncio.wait({reader}, timeout=10)
+    assert reader in done and reader.cancelled()
+
+
+async def test_a_failing_stage_surfaces_its_error_while_an_earlier_stage_waits_on_a_full_queue() -> None:
+    class Copy(Stage):
+        name = "copy"
+
+        async def process(self, item):
+            yield item
+
+    class Boom(Stage):
+        name = "boom"
+
+        async def process(self, item):
+            raise ValueError("bad frame")
+            yield item
+
+    async def read() -> list[int]:
+        return [x async for x in Pipeline([Copy(), Boom()], maxsize=1).run(_forever())]
+
+    reader = asyncio.create_task(read())
+    done, _ = await asyncio.wait({reader}, timeout=10)
+    assert reader in done
+    with pytest.raises(ValueError, match="bad frame"):
+        reader.result()
