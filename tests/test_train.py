@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from lipsync_fixtures import shared_checkpoint
-from media_fixtures import write_talking_clip
+from media_fixtures import write_face_photo, write_speech, write_talking_clip
 from talking_fixtures import make_dataset
 
 from rt_f2f.audio import read_audio
@@ -138,6 +138,18 @@ def test_wav2lip_gan_training_writes_checkpoints_the_lipsync_command_loads(small
     val = result["val"]
     assert {"l1", "sync", "disc_real", "disc_fake", "adversarial", "sync_weight"} <= set(val[-1])
     assert val[-1]["sync_weight"] == pytest.approx(0.03)
+
+    # the fine-tuned checkpoint drives `rt-f2f lipsync` and the generator `rt-f2f serve` loads at start
+    from rt_f2f.cli import main
+    from rt_f2f.server.feeds.lipsync_model import lipsync_for_server
+
+    photo, speech, video = tmp_path / "face.png", tmp_path / "speech.wav", tmp_path / "out" / "result.mp4"
+    write_face_photo(photo, 256)
+    write_speech(speech, 0.6)
+    argv = ["lipsync", "--checkpoint_path", str(result["checkpoint"]), "--face", str(photo), "--audio", str(speech)]
+    assert main([*argv, "--outfile", str(video)]) == 0 and video.stat().st_size > 0
+    served = lipsync_for_server(result["checkpoint"], "torch")
+    assert served is not None and served.checkpoint == Path(result["checkpoint"])
 
 
 def test_a_checkpoint_of_the_wrong_kind_is_named(small_data, tmp_path):
