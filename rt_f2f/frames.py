@@ -48,6 +48,7 @@ class SpeechSegment:
     audio: AudioChunk
     segment_id: int
     final: bool
+    trailing_silence_s: float = 0.0  # non-speech at its end as the VAD heard it: a pause, once it is long enough
 
     @property
     def pts(self) -> float:
@@ -71,6 +72,7 @@ class Transcript:
     language: str
     segment_id: int
     final: bool = False
+    heard_until: float | None = None  # end of the audio the recogniser had heard (session time)
 
     @property
     def pts(self) -> float:

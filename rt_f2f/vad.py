@@ -42,6 +42,7 @@ class VADConfig:
     frame_ms: int = 30
     onset_ms: int = 60  # voiced audio in a row that opens a segment
     hangover_ms: int = 450  # non-speech that closes a segment
+    pause_ms: int = 300  # non-speech inside a segment that is a pause: the segment goes out at once (0: never)
     preroll_ms: int = 240  # audio kept before the onset
     postroll_ms: int = 150  # audio kept after the last voiced frame
     min_speech_ms: int = 250  # segments with less voiced audio than this are dropped as noise
@@ -55,7 +56,7 @@ class VADConfig:
             problems.append(f"aggressiveness must be 0, 1, 2 or 3 (got {self.aggressiveness})")
         if self.frame_ms not in FRAME_MS_CHOICES:
             problems.append(f"frame_ms must be 10, 20 or 30 (got {self.frame_ms})")
-        for name in ("onset_ms", "hangover_ms", "preroll_ms", "postroll_ms", "min_speech_ms"):
+        for name in ("onset_ms", "hangover_ms", "pause_ms", "preroll_ms", "postroll_ms", "min_speech_ms"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
         if self.partial_interval_s <= 0:
@@ -147,6 +148,7 @@ class VADSegmenter:
         self._preroll = self.config.frames(self.config.preroll_ms)
         self._postroll = self.config.frames(self.config.postroll_ms)
         self._hangover = max(1, self.config.frames(self.config.hangover_ms))
+        self._pause = self.config.frames(self.config.pause_ms)
         self._min_voiced = self.config.frames(self.config.min_speech_ms)
         self._max_frames = max(self._onset + 1, int(self.config.max_segment_s * 1000 / self.config.frame_ms))
         self._partial_frames = max(1, self.config.frames(self.config.partial_interval_s * 1000))
@@ -228,9 +230,13 @@ class VADSegmenter:
         if len(seg) >= self._max_frames:
             out += self._force_cut()
             seg = self._segment
-        if seg is not None and self._valid(seg) and len(seg) - self._emitted_frames >= self._partial_frames:
+            trailing = _trailing_silence(seg) if seg is not None else 0
+        # a pause goes out the moment it is one (not at the next partial interval): the recogniser can commit
+        # every word before it without waiting for its margin, and the clause before it can leave
+        paused = 0 < self._pause == trailing
+        if seg is not None and self._valid(seg) and (len(seg) - self._emitted_frames >= self._partial_frames or paused):
             self._emitted_frames = len(seg)
-            out.append(self._emit(seg, final=False))
+            out.append(self._emit(seg, final=False, trailing=trailing))
         return out
 
     def _valid(self, frames: list[_Frame]) -> bool:
@@ -244,7 +250,7 @@ class VADSegmenter:
         self._ring.clear()
         self._ring.extend(rest)
         if self._emitted_frames or self._valid(kept):
-            return [self._emit(kept, final=True, advance=True)]
+            return [self._emit(kept, final=True, advance=True, trailing=_trailing_silence(kept))]
         return []
 
     def _force_cut(self) -> list[SpeechSegment]:
@@ -262,11 +268,11 @@ class VADSegmenter:
             self._ring.clear()
         return out
 
-    def _emit(self, frames: list[_Frame], final: bool, advance: bool = False) -> SpeechSegment:
+    def _emit(self, frames: list[_Frame], final: bool, advance: bool = False, trailing: int = 0) -> SpeechSegment:
         audio = AudioChunk(
             np.concatenate([f.samples for f in frames]), VAD_RATE, self._time(frames[0].index), self.source
         )
-        segment = SpeechSegment(audio, self._next_id, final)
+        segment = SpeechSegment(audio, self._next_id, final, trailing * self.config.frame_ms / 1000.0)
         if advance:
             self._next_id += 1
         return segment

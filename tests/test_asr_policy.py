@@ -156,6 +156,32 @@ def test_alignatt_commits_in_one_pass_the_words_behind_the_margin() -> None:
         AlignAttPolicy(lambda *a: [], margin_s=-1)
 
 
+def test_alignatt_commits_every_word_at_a_pause_without_waiting_for_its_margin_or_a_step() -> None:
+    hyp = [Word(" he", 0.0, 0.2), Word(" was", 0.2, 0.4), Word(" not", 0.4, 0.6)]
+    calls: list[float] = []
+
+    def transcribe(audio, offset, prompt):
+        calls.append(offset + audio.size / RATE)
+        return hyp
+
+    policy = AlignAttPolicy(transcribe, margin_s=0.6, min_chunk_s=2.0, sample_rate=RATE)
+    policy.start_segment(0.0)
+    policy.push(np.zeros(int(0.8 * RATE), np.float32), trailing_silence_s=0.1)  # still talking: not ready
+    assert not policy.ready()
+    policy.push(np.zeros(int(0.2 * RATE), np.float32), trailing_silence_s=0.3)  # the speaker paused at 0.7 s
+    assert policy.ready()  # long before min_chunk_s of new audio
+    update = policy.step()
+    assert [w.text for w in update.committed] == [" he", " was", " not"] and not update.partial  # inside the margin
+    policy.push(np.zeros(int(0.2 * RATE), np.float32), trailing_silence_s=0.5)  # the same pause goes on
+    assert not policy.ready()
+    assert policy.finish().committed == () and calls == [1.0]  # nothing new to decode at the end of the segment
+    # without pauses the margin holds back the last word, as before
+    policy = AlignAttPolicy(transcribe, margin_s=0.6, pause_s=None, min_chunk_s=0.5, sample_rate=RATE)
+    policy.start_segment(0.0)
+    policy.push(np.zeros(RATE, np.float32), trailing_silence_s=0.3)
+    assert [w.text for w in policy.step().committed] == [" he", " was"]
+
+
 def test_alignatt_keeps_the_prefix_property() -> None:
     """A word behind the margin after an unstable one waits: commits are always a prefix of the hypothesis."""
     hyp = [Word(" he", 0.0, 0.2), Word(" mumbled", 0.2, 0.95), Word(" was", 0.3, 0.4)]  # odd times: trust order

@@ -49,9 +49,10 @@ def test_two_utterances_give_two_segments_on_the_input_clock(two_utterances) -> 
     finals = _finals(_stream(signal, SR, pts=pts0))
     assert [s.segment_id for s in finals] == [0, 1]
     for seg, (start, end) in zip(finals, spans, strict=True):
-        # the segment opens no earlier than its pre-roll before the speech and closes just after it
+        # the segment opens no earlier than its pre-roll before the speech and closes just after it (after the
+        # 0.3 s of silence a pause partial already sent, which a final never takes back)
         assert pts0 + start - 0.3 <= seg.pts <= pts0 + start + 0.1
-        assert pts0 + end - 0.3 <= seg.audio.end <= pts0 + end + 0.25
+        assert pts0 + end - 0.3 <= seg.audio.end <= pts0 + end + 0.4
         assert seg.audio.sample_rate == SR
         # the timestamp is exact: the segment's samples are the input's samples at that time
         i0 = round((seg.pts - pts0) * SR)
@@ -79,7 +80,7 @@ def test_every_frame_size_finds_both_utterances(two_utterances, frame_ms: int) -
 
 def test_partials_grow_at_the_interval_and_end_with_the_final(two_utterances) -> None:
     signal, _ = two_utterances
-    out = _stream(signal, SR, VADConfig(partial_interval_s=0.5))
+    out = _stream(signal, SR, VADConfig(partial_interval_s=0.5, pause_ms=0))  # pauses: the next test
     for sid in (0, 1):
         mine = [s for s in out if s.segment_id == sid]
         assert [s.final for s in mine] == [False] * (len(mine) - 1) + [True]
@@ -91,6 +92,25 @@ def test_partials_grow_at_the_interval_and_end_with_the_final(two_utterances) ->
             np.testing.assert_array_equal(cur.audio.samples[:n], prev.audio.samples)
         growth = np.diff([s.audio.duration for s in mine[:-1]])
         assert np.all(np.abs(growth - 0.51) < 0.011)  # 17 frames of 30 ms: the first whole frames past 0.5 s
+
+
+def test_a_pause_inside_a_segment_goes_out_at_once_with_its_length(librivox_clips) -> None:
+    """Speech, a pause, speech, with a hangover that keeps both in one segment: the VAD sends the segment as soon as
+    0.3 s of the pause are heard (not at the next partial interval), saying how much of its end is silence."""
+    a, b = librivox_clips["0880"].audio(), librivox_clips["0930"].audio()
+    signal = np.concatenate([_quiet(0.5), a, _quiet(0.3, 1), b, _quiet(0.8, 2)])
+    gap_start = 0.5 + a.size / SR
+    config = VADConfig(hangover_ms=900, pause_ms=300, partial_interval_s=2.0)
+    out = _stream(signal, SR, config)
+    assert len(_finals(out)) == 1
+    at_pause = [s for s in out if not s.final and s.trailing_silence_s >= 0.3]
+    assert at_pause, [(s.audio.end, s.trailing_silence_s) for s in out]
+    first = at_pause[0]
+    voiced_end = first.audio.end - first.trailing_silence_s
+    assert gap_start - 0.6 <= voiced_end <= gap_start + 0.1  # the speech ends where the pause starts
+    assert first.trailing_silence_s == pytest.approx(0.3, abs=0.031)  # sent the moment the pause is one
+    without = _stream(signal, SR, VADConfig(hangover_ms=900, pause_ms=0, partial_interval_s=2.0))
+    assert not any(voiced_end < s.audio.end < voiced_end + 0.5 for s in without if not s.final)
 
 
 def test_hangover_decides_whether_a_short_pause_splits(librivox_clips) -> None:

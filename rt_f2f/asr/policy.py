@@ -80,6 +80,7 @@ class StreamingPolicy(ABC):
         self._offset = float(pts)  # session time of the buffer's first sample
         self._unprocessed = 0  # samples pushed since the last transcription
         self._committed: list[Word] = []
+        self._silence_s = 0.0  # non-speech at the end of the buffer, as the VAD heard it
 
     @property
     def committed(self) -> tuple[Word, ...]:
@@ -90,10 +91,17 @@ class StreamingPolicy(ABC):
         """Session time of the end of the audio pushed so far."""
         return self._offset + self._buffer.size / self.sample_rate
 
-    def push(self, samples: np.ndarray) -> None:
+    def push(self, samples: np.ndarray, trailing_silence_s: float = 0.0) -> None:
+        """Append audio; ``trailing_silence_s``: how much of the buffer's end the VAD heard as non-speech."""
         samples = np.asarray(samples, np.float32)
         self._buffer = np.concatenate([self._buffer, samples])
         self._unprocessed += samples.size
+        self._silence_s = min(float(trailing_silence_s), self._buffer.size / self.sample_rate)
+
+    @property
+    def voiced_end(self) -> float:
+        """Session time where the buffer's last speech ends."""
+        return self.audio_end - self._silence_s
 
     def _prompt(self, extra: Sequence[Word] = ()) -> str:
         text = (self._context + " " + join_words(list(extra))).strip()
@@ -236,15 +244,40 @@ class AlignAttPolicy(LocalAgreementPolicy):
     re-heard-word filter are LocalAgreement-2's.
     """
 
-    def __init__(self, transcribe: TranscribeFn, margin_s: float = 0.6, **kwargs: Any) -> None:
+    def __init__(
+        self, transcribe: TranscribeFn, margin_s: float = 0.6, pause_s: float | None = 0.25, **kwargs: Any
+    ) -> None:
         if margin_s < 0:
             raise ValueError("margin_s must be >= 0")
+        if pause_s is not None and pause_s <= 0:
+            raise ValueError("pause_s must be > 0 (or None: never commit at pauses)")
         self.margin_s = margin_s
+        self.pause_s = pause_s
         super().__init__(transcribe, **kwargs)
 
+    def start_segment(self, pts: float) -> None:
+        super().start_segment(pts)
+        self._paused_at: float | None = None  # voiced end of the last pause a step committed up to
+
+    @property
+    def paused(self) -> bool:
+        """The speaker has paused (the VAD heard at least ``pause_s`` of non-speech at the end of the buffer)."""
+        return self.pause_s is not None and self._silence_s >= self.pause_s
+
+    def _pause_is_new(self) -> bool:
+        return self._paused_at is None or self.voiced_end > self._paused_at + 1e-3
+
+    def ready(self) -> bool:
+        """Every ``min_chunk_s`` of new audio, and at once when the speaker pauses after new speech: every word
+        before a pause is whole, so the step commits them all instead of waiting ``margin_s`` and a step."""
+        return super().ready() or (self.paused and self._unprocessed > 0 and self._pause_is_new())
+
     def step(self) -> PolicyUpdate:
+        paused = self.paused
         new = self._hypothesis()
-        limit = self.audio_end - self.margin_s
+        limit = self.audio_end if paused else self.audio_end - self.margin_s
+        if paused:
+            self._paused_at = self.voiced_end
         stable = 0
         while stable < len(new) and new[stable].end <= limit:
             stable += 1
@@ -253,6 +286,11 @@ class AlignAttPolicy(LocalAgreementPolicy):
         self._tail = new[stable:]
         commit += self._trim()
         return PolicyUpdate(tuple(commit), tuple(self._tail))
+
+    def finish(self) -> PolicyUpdate:
+        if self._ran and not self._tail and not self._pause_is_new():
+            self._unprocessed = 0  # only silence since a pause step committed every word: no decode to pay for
+        return super().finish()
 
 
 POLICIES: dict[str, Callable[..., StreamingPolicy]] = {
@@ -442,7 +480,12 @@ class ASRStage(Stage):
 
     def _transcript(self, update: PolicyUpdate, final: bool) -> Transcript:
         return Transcript(
-            self.policy.committed, update.partial, self._segment_language or "", self._segment_id, final=final
+            self.policy.committed,
+            update.partial,
+            self._segment_language or "",
+            self._segment_id,
+            final=final,
+            heard_until=self.policy.audio_end,
         )
 
     async def _finish(self, wall_in: float) -> AsyncIterator[Transcript]:
@@ -477,7 +520,7 @@ class ASRStage(Stage):
         samples = item.audio.samples
         if item.audio.sample_rate != self.policy.sample_rate:
             samples = resample(samples, item.audio.sample_rate, self.policy.sample_rate)
-        self.policy.push(samples[self._consumed :])
+        self.policy.push(samples[self._consumed :], item.trailing_silence_s)
         self._consumed = max(self._consumed, samples.size)
         if item.final:
             async for transcript in self._finish(wall_in):
