@@ -31,8 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import BenchContext, Suite, SuiteResult
-from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
-from rt_f2f.scheduler import (
+from rt_f2f.av.scheduler import (
     AUDIO_EARLY_LIMIT,
     AUDIO_LATE_LIMIT,
     AVScheduler,
@@ -41,6 +40,7 @@ from rt_f2f.scheduler import (
     ScheduledVideo,
     SchedulerConfig,
 )
+from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
 
 TTS_RATE = 22050  # Piper's rate
 FPS = 25.0

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from fakes import FakeLipSyncSession, mouthed
 
-from rt_f2f.facetoface import FaceToFaceConfig, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
+from rt_f2f.av.facetoface import FaceToFaceConfig, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
+from rt_f2f.av.scheduler import RealtimeScheduler, ScheduledAudio, ScheduledVideo
 from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
-from rt_f2f.scheduler import RealtimeScheduler, ScheduledAudio, ScheduledVideo
 
 RATE = 16000
 FPS = 25.0

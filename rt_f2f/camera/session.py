@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ..facetoface import OUTPUT_RATE, FaceToFaceConfig, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
+from ..av.facetoface import OUTPUT_RATE, FaceToFaceConfig, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
+from ..av.scheduler import ScheduledAudio, ScheduledVideo
 from ..frames import AudioChunk, Caption, SpeechChunk, VideoFrame
-from ..scheduler import ScheduledAudio, ScheduledVideo
 from .audio_out import AudioSink, DeviceAudioSink
 from .inputs import LiveInput
 from .pacer import OutputPacer

@@ -22,7 +22,7 @@ it, so the lip-sync stage can re-render the mouth for exactly that audio. Output
 clock: output pts X plays at wall ``origin + X``.
 
 A/V offset (ITU-R BT.1359: at most 45 ms audio early, 125 ms audio late) is measured on what is emitted: a frame
-captured at t (re-mapped onto the audio clock, see ``avclock``) shows the moment whose audio the output clock plays
+captured at t (re-mapped onto the audio clock, see ``av.clock``) shows the moment whose audio the output clock plays
 at t + D, so its offset is ``(t + D) - (the frame's output pts)``. Frames land on the nearest output slot, so the
 offset stays within half a frame period unless a frame had to move to a neighbouring slot (bounded by
 ``MOVE_EARLY_LIMIT``/``MOVE_LATE_LIMIT``). Translated speech is a different matter: it has no sample-to-sample
@@ -42,10 +42,10 @@ from enum import StrEnum
 
 import numpy as np
 
-from .audio import StreamingResampler, resample
-from .avclock import VideoClockMapper
-from .errors import MediaError, RtF2fError
-from .frames import AudioChunk, SpeechChunk, VideoFrame
+from ..audio import StreamingResampler, resample
+from ..errors import MediaError, RtF2fError
+from ..frames import AudioChunk, SpeechChunk, VideoFrame
+from .clock import VideoClockMapper
 from .timestretch import StreamingTimeStretch
 
 # ITU-R BT.1359: the detectability window of audio/video misalignment.

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .frames import AudioChunk, Caption, SpeechChunk, VideoFrame
-from .priority import lower_this_thread
+from ..frames import AudioChunk, Caption, SpeechChunk, VideoFrame
+from ..priority import lower_this_thread
+from ..speech import INPUT_RATE, SpeechEngine, file_chunks
 from .scheduler import AVScheduler, RealtimeScheduler, ScheduledAudio, ScheduledVideo, SchedulerConfig
-from .speech import INPUT_RATE, SpeechEngine, file_chunks
 
 log = logging.getLogger(__name__)
 
