@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from fakes import FakeLipSyncSession, mouthed
 
-from rt_f2f.av.facetoface import FaceToFaceConfig, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
-from rt_f2f.av.scheduler import RealtimeScheduler, ScheduledAudio, ScheduledVideo
+from rt_f2f.av.config import FaceToFaceConfig, FaceToFaceResult, build_scheduler
+from rt_f2f.av.live import FrameSink, LiveFaceToFace
+from rt_f2f.av.realtime import RealtimeScheduler
+from rt_f2f.av.schedule import ScheduledAudio, ScheduledVideo
 from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
 
 RATE = 16000

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from rt_f2f.av.facetoface import OUTPUT_RATE, FaceToFace, FaceToFaceConfig
-from rt_f2f.av.scheduler import DecisionKind
+from rt_f2f.av.config import OUTPUT_RATE, FaceToFaceConfig
+from rt_f2f.av.facetoface import FaceToFace
+from rt_f2f.av.schedule import DecisionKind
 from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, VideoFrame, Word
 
 FPS = 25.0

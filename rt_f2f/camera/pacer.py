@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..av.scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
+from ..av.schedule import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from ..frames import AudioChunk, VideoFrame
 from .audio_out import AudioSink
 from .video_out import VideoSink

@@ -25,7 +25,8 @@ import av
 import numpy as np
 
 from ...audio import StreamingResampler
-from ...av.facetoface import OUTPUT_RATE, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
+from ...av.config import OUTPUT_RATE, FaceToFaceResult, build_scheduler
+from ...av.live import FrameSink, LiveFaceToFace
 from ...frames import AudioChunk, SpeechChunk, VideoFrame
 from ..tasks import spawn
 from ..timebase import VIDEO_TIME_BASE, WEBRTC_RATE

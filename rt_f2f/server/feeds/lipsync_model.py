@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...av.facetoface import FaceToFaceConfig
-from ...av.scheduler import AUDIO_EARLY_LIMIT
+from ...av.config import FaceToFaceConfig
+from ...av.schedule import AUDIO_EARLY_LIMIT
 from ...errors import RtF2fError
 
 if TYPE_CHECKING:
