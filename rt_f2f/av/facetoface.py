@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import numpy as np
 
 from ..frames import AudioChunk, Caption, SpeechChunk, VideoFrame
+from ..lipsync.session import LipSyncSession
 from ..speech import INPUT_RATE, SpeechEngine, file_chunks
 from .config import FaceToFaceConfig, FaceToFaceResult, build_scheduler
 from .live import FrameSink, LiveFaceToFace
@@ -33,12 +33,11 @@ VIRTUAL_STEP = 0.02
 class FaceToFace:
     """One speaker's direction: ``run`` takes their audio samples and frames, drives a sink, returns the result."""
 
-    def __init__(self, engine: SpeechEngine, config: FaceToFaceConfig, lipsync: Any | None = None) -> None:
+    def __init__(self, engine: SpeechEngine, config: FaceToFaceConfig, lipsync: LipSyncSession | None = None) -> None:
         self.engine = engine
         self.config = config
         self.lipsync = lipsync
-        latency = getattr(lipsync, "max_latency_s", 0.0) if lipsync is not None else None
-        self.scheduler = build_scheduler(config, latency)
+        self.scheduler = build_scheduler(config, lipsync.max_latency_s if lipsync is not None else None)
 
     def _note_speech(self, item: SpeechChunk | Caption, result: FaceToFaceResult) -> bool:
         """Captions are kept; speech returns True. Remembers each clause's first word for the ear-voice span."""
@@ -63,8 +62,15 @@ class FaceToFace:
         result.wall_seconds = time.perf_counter() - start
         return result
 
-    def _sink(self, result: FaceToFaceResult, write: Callable[[np.ndarray], None], **kw: Any) -> FrameSink:
-        return FrameSink(result, lambda frame: write(frame.image), self.lipsync, self.config, **kw)
+    def _sink(
+        self,
+        result: FaceToFaceResult,
+        write: Callable[[np.ndarray], None],
+        origin_wall: Callable[[], float | None] = lambda: None,
+    ) -> FrameSink:
+        session = self.lipsync
+        build = None if session is None else lambda: session  # built already: the worker only takes it
+        return FrameSink(result, lambda frame: write(frame.image), build, self.config, origin_wall=origin_wall)
 
     async def _run_virtual(
         self, samples: np.ndarray, frames: Iterator[VideoFrame], write: Callable, result: FaceToFaceResult
@@ -101,6 +107,7 @@ class FaceToFace:
     ) -> None:
         live = LiveFaceToFace(self.scheduler, self._sink(result, write, origin_wall=lambda: live.origin))
         origin = live.origin
+        await live.sink.ready()  # the session is in hand from the first frame on
 
         async def speech() -> None:
             async for item in self.engine.run(paced_audio(samples, origin)):

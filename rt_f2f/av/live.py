@@ -14,9 +14,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from ..frames import AudioChunk, SpeechChunk, VideoFrame
+from ..lipsync.session import LipSyncSession
 from ..priority import lower_this_thread
 from .config import FaceToFaceConfig, FaceToFaceResult
 from .realtime import RealtimeScheduler
@@ -32,15 +32,17 @@ class FrameSink:
     worker already holds and what a batch has been costing: a frame whose render would land more than
     ``max_render_lag`` after its playout skips the worker and goes out with its original mouth (counted), still in
     order behind the frames being rendered (or, with ``provisional_frames``, at once: the receiver orders them).
-    ``lipsync`` is a ``LipSyncStream``, a zero-argument factory of one (built on the worker thread, where its face
-    detector then lives), or None.
+    ``build_lipsync`` makes the ``LipSyncSession`` (a ``LipSyncStream``); it is called once, on the worker thread,
+    where the session's face detector then lives, and frames pass through with their own mouth until it is built
+    (``ready`` waits for that). None: no lip-sync, frames pass straight through. A session built elsewhere is
+    handed in as ``lambda: session``.
     """
 
     def __init__(
         self,
         result: FaceToFaceResult,
         on_video: Callable[[VideoFrame], None],
-        lipsync: Any | Callable[[], Any] | None,
+        build_lipsync: Callable[[], LipSyncSession] | None,
         config: FaceToFaceConfig,
         origin_wall: Callable[[], float | None] = lambda: None,
         on_audio: Callable[[AudioChunk], None] | None = None,
@@ -48,9 +50,9 @@ class FrameSink:
         self.result = result
         self.on_video = on_video
         self.on_audio = on_audio or (lambda chunk: result.audio.append(chunk.samples))
-        self.enabled = lipsync is not None
-        self._factory = lipsync if callable(lipsync) else None
-        self.lipsync = None if self._factory is not None else lipsync
+        self.enabled = build_lipsync is not None
+        self._build = build_lipsync
+        self.lipsync: LipSyncSession | None = None  # set on the worker thread, once built
         self.config = config
         self.origin_wall = origin_wall
         self._executor = (
@@ -63,17 +65,22 @@ class FrameSink:
         self._in_worker = 0  # frames handed to the worker and not out yet
         self.overflow = 0  # items not handed to a worker that was max_inflight behind (live only)
         self._batch_cost = 0.0  # running average of one generator batch's wall time (render + paste), in seconds
-        if self._factory is not None:
-            self._executor.submit(self._stream)  # build it now: frames pass through until it is ready
+        # build it now: frames pass through until it is ready
+        self._built = self._executor.submit(self._stream) if self._executor is not None else None
+
+    async def ready(self) -> None:
+        """Wait until the lip-sync session is built (raises what building it raised); at once without lip-sync."""
+        if self._built is not None:
+            await asyncio.wrap_future(self._built)
 
     # -- worker side ---------------------------------------------------------------------------------------------
 
-    def _stream(self) -> Any:
+    def _stream(self) -> LipSyncSession:
         if self.lipsync is None:
-            self.lipsync = self._factory()  # on the worker thread
+            self.lipsync = self._build()  # on the worker thread
         return self.lipsync
 
-    def _timed(self, call: Callable[[Any], list[VideoFrame]]) -> list[VideoFrame]:
+    def _timed(self, call: Callable[[LipSyncSession], list[VideoFrame]]) -> list[VideoFrame]:
         """Run a stream call on the worker, learning what a batch costs from the calls that ran one."""
         stream = self._stream()
         batches, start = stream.stats.batches, time.perf_counter()
@@ -85,7 +92,7 @@ class FrameSink:
         return out
 
     @staticmethod
-    def _push(stream: Any, item: ScheduledAudio | VideoFrame) -> list[VideoFrame]:
+    def _push(stream: LipSyncSession, item: ScheduledAudio | VideoFrame) -> list[VideoFrame]:
         if isinstance(item, ScheduledAudio):
             return stream.push_audio(item.chunk.samples, item.chunk.pts, item.chunk.sample_rate)
         return stream.push_video(item)
@@ -116,7 +123,7 @@ class FrameSink:
         ready = time.monotonic() + (ahead // size + 1) * self._batch_cost + fill
         return ready - (origin + pts) > self.config.max_render_lag
 
-    async def _submit(self, call: Callable[[Any], list[VideoFrame]]) -> bool:
+    async def _submit(self, call: Callable[[LipSyncSession], list[VideoFrame]]) -> bool:
         """Queue a stream call on the worker; False (live, with the worker too far behind) when it was not."""
         while len(self._inflight) >= self.config.max_inflight:
             if self.origin_wall() is not None:
@@ -189,7 +196,7 @@ class FrameSink:
 
     def counts(self) -> dict[str, int]:
         """Lip-sync figures so far (read while the worker runs: plain counters, a frame or two behind at most)."""
-        stats = getattr(self.lipsync, "stats", None)
+        stats = self.lipsync.stats if self.lipsync is not None else None
         without_face = stats.frames_without_face if stats else 0
         return {
             "rendered": (stats.frames_out - without_face) if stats else 0,
@@ -207,8 +214,8 @@ class FrameSink:
             if self._inflight:
                 await asyncio.wait([future for future, _ in self._inflight])
             self._drain()
-        stats = getattr(self.lipsync, "stats", None)
-        if stats is not None:
+        if self.lipsync is not None:
+            stats = self.lipsync.stats
             self.result.lipsync_without_face = stats.frames_without_face
             self.result.lipsync_rendered = stats.frames_in - stats.frames_without_face
         executor, self._executor = self._executor, None
