@@ -31,16 +31,16 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import BenchContext, Suite, SuiteResult
-from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
-from rt_f2f.scheduler import (
+from rt_f2f.av.schedule import (
     AUDIO_EARLY_LIMIT,
     AUDIO_LATE_LIMIT,
-    AVScheduler,
     DecisionKind,
     ScheduledAudio,
     ScheduledVideo,
     SchedulerConfig,
 )
+from rt_f2f.av.scheduler import AVScheduler
+from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
 
 TTS_RATE = 22050  # Piper's rate
 FPS = 25.0

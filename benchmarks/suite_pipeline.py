@@ -104,7 +104,8 @@ async def _drive(pipeline: Any, samples: np.ndarray, video: Path, out: Path) -> 
 
 
 def run_once(models: Any, samples: np.ndarray, video: Path, out: Path, lipsync: Any | None) -> dict[str, Any]:
-    from rt_f2f.facetoface import FaceToFace, FaceToFaceConfig, ear_voice_spans
+    from rt_f2f.av.config import FaceToFaceConfig, ear_voice_spans
+    from rt_f2f.av.facetoface import FaceToFace
     from rt_f2f.speech import SpeechConfig, SpeechEngine
 
     engine = SpeechEngine(SpeechConfig(source="en", target="pt"), models)

@@ -22,7 +22,7 @@ from .lipsync.names import BACKEND_NAMES
 from .rates import ENGINE_RATE
 
 if TYPE_CHECKING:  # the pipeline loads inside run(): ``rt-f2f --help`` stays instant
-    from .facetoface import FaceToFaceResult
+    from .av.config import FaceToFaceResult
     from .frames import Caption
     from .lipsync.stream import LipSyncStream
     from .speech import SpeechEngine
@@ -89,7 +89,7 @@ def caption_cues(result: FaceToFaceResult, delay: float) -> tuple[list, list]:
 def build_report(
     result: FaceToFaceResult, engine: SpeechEngine, args: argparse.Namespace, lipsync: dict[str, Any]
 ) -> dict[str, Any]:
-    from .facetoface import ear_voice_spans
+    from .av.config import ear_voice_spans
 
     metrics = result.scheduler.metrics()
     summary = metrics.summary()
@@ -161,8 +161,9 @@ def _load_lipsync(args: argparse.Namespace, fps: float) -> tuple[LipSyncStream |
 
 
 def run(args: argparse.Namespace) -> int:
+    from .av.config import OUTPUT_RATE, FaceToFaceConfig
+    from .av.facetoface import FaceToFace
     from .errors import RtF2fError
-    from .facetoface import OUTPUT_RATE, FaceToFace, FaceToFaceConfig
     from .outputs import check_outputs
     from .speech import SpeechConfig, SpeechEngine
     from .video import VideoWriter, probe_video, read_frames

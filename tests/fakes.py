@@ -158,7 +158,7 @@ def mouthed(image: np.ndarray) -> np.ndarray:
 
 @dataclass
 class FakeSessionStats:
-    """The figures ``FrameSink`` reads of a ``LipSyncStream`` (``StreamStats``' names)."""
+    """The figures ``FrameSink`` reads of a session (``lipsync.session.SessionStats``; ``StreamStats``' names)."""
 
     frames_in: int = 0
     frames_out: int = 0
@@ -168,7 +168,7 @@ class FakeSessionStats:
 
 
 class FakeLipSyncSession:
-    """A lip-sync session: ``push_video`` returns nothing until ``batch_size`` frames wait, then all of them
+    """A ``lipsync.session.LipSyncSession``: ``push_video`` returns nothing until ``batch_size`` frames wait, then all of them
     re-mouthed; ``flush`` returns what waits. ``fail_at_batch`` n raises on the n-th batch (1-based); ``faceless`` frame indices come back unchanged (and are
     counted, as a real session counts frames without a face). Records the thread each call ran on."""
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from fakes import FakeLipSyncSession, mouthed
 
-from rt_f2f.facetoface import FaceToFaceConfig, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
+from rt_f2f.av.config import FaceToFaceConfig, FaceToFaceResult, build_scheduler
+from rt_f2f.av.live import FrameSink, LiveFaceToFace
+from rt_f2f.av.realtime import RealtimeScheduler
+from rt_f2f.av.schedule import ScheduledAudio, ScheduledVideo
 from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
-from rt_f2f.scheduler import RealtimeScheduler, ScheduledAudio, ScheduledVideo
 
 RATE = 16000
 FPS = 25.0
@@ -57,10 +60,18 @@ class Out:
         self.order.append("a")
 
 
-def sink(session, out: Out, origin: float | None = None, **config) -> tuple[FrameSink, FaceToFaceResult]:
+def sink(
+    session: FakeLipSyncSession | None,
+    out: Out,
+    origin: float | None = None,
+    build: Callable[[], FakeLipSyncSession] | None = None,
+    **config,
+) -> tuple[FrameSink, FaceToFaceResult]:
+    """A sink on ``session`` (built already: handed over as ``lambda: session``) or on what ``build`` makes."""
     result = FaceToFaceResult()
     cfg = FaceToFaceConfig(fps=FPS, **config)
-    return FrameSink(result, out.video, session, cfg, origin_wall=lambda: origin, on_audio=out.sound), result
+    made = build if build is not None or session is None else (lambda: session)
+    return FrameSink(result, out.video, made, cfg, origin_wall=lambda: origin, on_audio=out.sound), result
 
 
 # -- FrameSink ---------------------------------------------------------------------------------------------------
@@ -94,7 +105,7 @@ async def test_a_session_factory_runs_on_the_worker_and_faceless_frames_are_coun
         return session
 
     out = Out()
-    frame_sink, result = sink(factory, out)
+    frame_sink, result = sink(None, out, build=factory)
     for i in range(4):
         await frame_sink.consume(scheduled_frame(i))
     await frame_sink.close()
@@ -142,6 +153,7 @@ async def test_live_frames_predicted_to_miss_their_playout_skip_the_worker_in_or
     session, out = FakeLipSyncSession(batch_size=2), Out()
     origin = time.monotonic() + (-100.0 if late else 100.0)
     frame_sink, result = sink(session, out, origin=origin, max_render_lag=0.5)
+    await frame_sink.ready()
     for i in range(6):
         await frame_sink.consume(scheduled_frame(i))
         while i == 1 and not late and len(out.frames) < 2:  # until one batch has run, what one costs is unknown
@@ -159,6 +171,7 @@ async def test_live_frames_predicted_to_miss_their_playout_skip_the_worker_in_or
 async def test_provisional_frames_go_out_at_once_and_again_remouthed():
     session, out = FakeLipSyncSession(batch_size=3), Out()
     frame_sink, _ = sink(session, out, origin=time.monotonic() + 100.0, provisional_frames=True)
+    await frame_sink.ready()
     for i in range(3):
         await frame_sink.consume(scheduled_frame(i))
     await frame_sink.close()
@@ -166,6 +179,49 @@ async def test_provisional_frames_go_out_at_once_and_again_remouthed():
     assert [f.index for f in first] == [0, 1, 2] and all(np.array_equal(f.image, picture(f.index)) for f in first)
     assert [f.index for f in second] == [0, 1, 2]
     assert all(np.array_equal(f.image, mouthed(picture(f.index))) for f in second)
+
+
+async def test_live_frames_pass_with_their_own_mouth_until_the_session_is_built():
+    """A session built on the worker (a detector loading, say) holds nothing up: frames scheduled before it exists
+    go out as they are, counted as skipped; once ``ready`` returns, frames are re-mouthed."""
+    release = threading.Event()
+    session = FakeLipSyncSession(batch_size=2)
+
+    def slow_build() -> FakeLipSyncSession:
+        release.wait(10)
+        return session
+
+    out = Out()
+    frame_sink, result = sink(None, out, origin=time.monotonic() + 100.0, build=slow_build)
+    for i in range(2):
+        await frame_sink.consume(scheduled_frame(i))
+    assert [f.index for f in out.frames] == [0, 1] and result.lipsync_skipped_behind == 2
+    assert all(np.array_equal(f.image, picture(f.index)) for f in out.frames)
+    release.set()
+    await frame_sink.ready()
+    for i in range(2, 4):
+        await frame_sink.consume(scheduled_frame(i))
+    await frame_sink.close()
+    assert [f.index for f in out.frames] == [0, 1, 2, 3] and session.stats.frames_in == 2
+    assert all(np.array_equal(f.image, mouthed(picture(f.index))) for f in out.frames[2:])
+    assert frame_sink.counts() == {"rendered": 2, "skipped_late": 2, "without_face": 0}
+
+
+async def test_a_session_that_cannot_be_built_is_reported_not_ignored():
+    def broken() -> FakeLipSyncSession:
+        raise RuntimeError("no face detector")
+
+    out = Out()
+    frame_sink, _ = sink(None, out, build=broken)
+    with pytest.raises(RuntimeError, match="no face detector"):
+        await frame_sink.ready()
+    with pytest.raises(RuntimeError, match="no face detector"):  # a frame handed to it fails in turn
+        await frame_sink.consume(scheduled_frame(0))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            await frame_sink.consume(scheduled_frame(1))
+    await frame_sink.close(flush=False)
+    assert lipsync_threads() == []
 
 
 # -- LiveFaceToFace ----------------------------------------------------------------------------------------------
@@ -195,7 +251,9 @@ def driver(session, out: Out, clock: VirtualClock, delay: float = 1.0) -> LiveFa
     config = FaceToFaceConfig(delay=delay, max_delay=4.0, fps=FPS, realtime=True, lipsync_batch=session.batch_size)
     scheduler = build_scheduler(config, session.max_latency_s, RATE, clock())
     result = FaceToFaceResult()
-    frame_sink = FrameSink(result, out.video, session, config, on_audio=out.sound)  # no wall origin: no skipping
+    frame_sink = FrameSink(
+        result, out.video, lambda: session, config, on_audio=out.sound
+    )  # no wall origin: no skipping
     live = LiveFaceToFace(scheduler, frame_sink)
     live.realtime = RealtimeScheduler(scheduler, clock=clock, sleep=clock.sleep, tick=0.02)
     return live

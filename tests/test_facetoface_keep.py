@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from rt_f2f.facetoface import OUTPUT_RATE, FaceToFace, FaceToFaceConfig
+from rt_f2f.av.config import OUTPUT_RATE, FaceToFaceConfig
+from rt_f2f.av.facetoface import FaceToFace
+from rt_f2f.av.schedule import DecisionKind
 from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, VideoFrame, Word
-from rt_f2f.scheduler import DecisionKind
 
 FPS = 25.0
 SPEECH_RATE = 24000

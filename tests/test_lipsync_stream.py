@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from fakes import FakeLipSyncSession
 from lipsync_fixtures import shared_checkpoint
 from media_fixtures import face_photo, speech
 
@@ -15,6 +17,7 @@ from rt_f2f.lipsync.detectors import MediaPipeDetector
 from rt_f2f.lipsync.facebox import FaceBox
 from rt_f2f.lipsync.faces import FaceTracker
 from rt_f2f.lipsync.mel import mel_chunks, melspectrogram
+from rt_f2f.lipsync.session import LipSyncSession
 from rt_f2f.lipsync.stream import LOOKAHEAD_S, LipSyncStage, LipSyncStream
 from rt_f2f.stage import Pipeline
 
@@ -259,3 +262,24 @@ def test_real_generator_and_tracker_change_only_the_lower_face(torch_backend):
         # everything that changed lies inside the (smoothed) face box, in its lower part
         assert changed_cols.min() >= face.x1 - 3 and changed_cols.max() < face.x2 + 3
         assert changed_rows.min() >= face.y1 + 0.2 * face.height and changed_rows.max() < face.y2 + 3
+
+
+def test_the_stream_and_the_drivers_fake_keep_the_session_contract():
+    """``FrameSink`` drives any ``LipSyncSession``: the real stream and the driver tests' fake both take its calls
+    (every argument it passes, positionally) and give frames back in order through them alone."""
+    real = LipSyncStream(RecordingBackend(), fps=FPS, batch_size=2, max_latency_s=0.4, tracker=FixedTracker())
+    for session in (real, FakeLipSyncSession(batch_size=2)):
+        assert isinstance(session, LipSyncSession)
+        for name in ("push_audio", "push_video", "flush"):
+            wanted = [p for p in inspect.signature(getattr(LipSyncSession, name)).parameters if p != "self"]
+            inspect.signature(getattr(session, name)).bind(*wanted)
+        assert session.batch_size == 2 and session.max_latency_s > 0
+        before = session.stats.batches
+        session.push_audio(np.zeros(16000, np.float32), 0.0, 16000)
+        video = frames(3)
+        out = session.push_video(video[0]) + session.push_video(video[1]) + session.push_video(video[2])
+        out += session.flush()
+        assert [f.index for f in out] == [0, 1, 2]
+        stats = session.stats
+        assert (stats.frames_in, stats.frames_out, stats.frames_without_face) == (3, 3, 0)
+        assert stats.batches == before + 2

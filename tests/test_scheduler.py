@@ -10,21 +10,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rt_f2f.avclock import ClockDriftEstimator, VideoClockMapper
-from rt_f2f.errors import MediaError, RtF2fError
-from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
-from rt_f2f.scheduler import (
+from rt_f2f.av.clock import ClockDriftEstimator, VideoClockMapper
+from rt_f2f.av.realtime import Arrival, RealtimeScheduler, run_virtual
+from rt_f2f.av.schedule import (
     AUDIO_EARLY_LIMIT,
     AUDIO_LATE_LIMIT,
-    Arrival,
-    AVScheduler,
     DecisionKind,
-    RealtimeScheduler,
     ScheduledAudio,
     ScheduledVideo,
     SchedulerConfig,
-    run_virtual,
 )
+from rt_f2f.av.scheduler import AVScheduler
+from rt_f2f.errors import MediaError, RtF2fError
+from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, VideoFrame, Word
 
 TTS_SR = 16000
 IMAGE = np.zeros((2, 2, 3), np.uint8)

@@ -26,10 +26,10 @@ from lipsync_fixtures import shared_checkpoint, write_random_checkpoint
 from media_fixtures import face_photo
 from test_server_api import loopback_ice, open_room, running_server  # noqa: F401  (loopback_ice: a fixture)
 
+from rt_f2f.av.schedule import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from rt_f2f.cli import main
 from rt_f2f.errors import ModelMissingError, RtF2fError
 from rt_f2f.frames import AudioChunk
-from rt_f2f.scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from rt_f2f.server.app import ServerConfig
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
 from rt_f2f.server.feeds.base import PassthroughFeed

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rt_f2f.audio import resample
+from rt_f2f.av.timestretch import StreamingTimeStretch, time_stretch
 from rt_f2f.errors import MediaError, RtF2fError
-from rt_f2f.timestretch import StreamingTimeStretch, time_stretch
 
 SR = 16000
 

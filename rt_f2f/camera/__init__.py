@@ -2,7 +2,7 @@
 
 Any call app (Zoom, Meet, Teams, Discord, OBS) picks "rt-f2f camera" and "rt-f2f microphone" in its settings. The
 speaker's camera and microphone (or a looping recording) go through the same real-time face-to-face core as
-``rt-f2f translate --realtime`` and the call server (``rt_f2f.facetoface.LiveFaceToFace``): the speech engine, the
+``rt-f2f translate --realtime`` and the call server (``rt_f2f.av.live.LiveFaceToFace``): the speech engine, the
 A/V scheduler and lip-sync. One pacer then hands audio and frames to the outputs at their playout time on that one
 output clock, so the picture and the voice cannot drift apart (audio sent on its own unclocked path is how other
 virtual-camera tools end up out of sync).

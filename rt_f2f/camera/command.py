@@ -32,7 +32,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 async def run_camera(args: argparse.Namespace, engine: Any | None = None) -> dict[str, Any]:
     """Everything ``rt-f2f camera`` does, returning the report; ``engine`` replaces the speech engine (tests)."""
-    from ..facetoface import OUTPUT_RATE
+    from ..av.config import OUTPUT_RATE
     from ..speech import SpeechConfig, SpeechEngine
     from .audio_out import DeviceAudioSink, WavSink, open_device_sink
     from .inputs import CaptureInput, FileLoopInput

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..av.schedule import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from ..frames import AudioChunk, VideoFrame
-from ..scheduler import AUDIO_EARLY_LIMIT, AUDIO_LATE_LIMIT
 from .audio_out import AudioSink
 from .video_out import VideoSink
 

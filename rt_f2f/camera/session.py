@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from ..facetoface import OUTPUT_RATE, FaceToFaceConfig, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
+from ..av.config import OUTPUT_RATE, FaceToFaceConfig, FaceToFaceResult, build_scheduler
+from ..av.live import FrameSink, LiveFaceToFace
+from ..av.schedule import ScheduledAudio, ScheduledVideo
 from ..frames import AudioChunk, Caption, SpeechChunk, VideoFrame
-from ..scheduler import ScheduledAudio, ScheduledVideo
 from .audio_out import AudioSink, DeviceAudioSink
 from .inputs import LiveInput
 from .pacer import OutputPacer

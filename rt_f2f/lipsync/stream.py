@@ -40,7 +40,8 @@ from .faces import DEFAULT_PADS, FaceBox, FaceTracker, MediaPipeDetector
 from .mel import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, N_FFT, SAMPLE_RATE, mel_columns, mel_steps
 
 if TYPE_CHECKING:
-    from .batcher import RenderTicket
+    from .batcher import Generator, RenderTicket
+    from .session import FaceTrack
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +90,21 @@ class _Pending:
 
 
 class LipSyncStream:
-    """Push ``VideoFrame``s and audio in; get composited ``VideoFrame``s back, in order, from every call.
+    """Push ``VideoFrame``s and audio in; get composited ``VideoFrame``s back, in order, from every call: the
+    ``session.LipSyncSession`` the A/V driver feeds.
 
-    ``tracker`` is anything with ``update(image, t) -> FaceBox | None`` (default: a ``FaceTracker`` on mediapipe);
-    ``backend`` anything with ``infer(mel, faces)`` (a ``LipSyncBackend``). Not thread-safe: drive it from one
-    thread (``LipSyncStage`` does, on its worker).
+    ``tracker`` finds the face in each frame (default: a ``FaceTracker`` on mediapipe); ``backend`` renders mouths
+    (a ``LipSyncBackend``, or a ``batcher.GeneratorClient``, whose ``submit`` hands batches to a shared generator).
+    Not thread-safe: drive it from one thread (``FrameSink`` and ``LipSyncStage`` do, on their worker).
     """
 
     def __init__(
         self,
-        backend: Any,
+        backend: Generator,
         fps: float = 25.0,
         batch_size: int = 8,
         max_latency_s: float = 0.5,
-        tracker: Any | None = None,
+        tracker: FaceTrack | None = None,
         blender: Blender | None = None,
         pads: tuple[int, int, int, int] = DEFAULT_PADS,
         audio_wait_s: float = 1.0,
@@ -124,7 +126,9 @@ class LipSyncStream:
         self.max_latency_s = max_latency_s
         self.audio_wait_s = max(audio_wait_s, self.lookahead_s)
         self.max_buffer = None if math.isinf(max_buffer_s) else int(max_buffer_s * SAMPLE_RATE)
-        self.tracker = tracker if tracker is not None else FaceTracker(MediaPipeDetector(), pads=pads, fps=fps)
+        self.tracker: FaceTrack = (
+            tracker if tracker is not None else FaceTracker(MediaPipeDetector(), pads=pads, fps=fps)
+        )
         self.blender = blender or Blender()
         self.stats = StreamStats()
         self._queue: deque[_Pending] = deque()
@@ -349,7 +353,7 @@ class LipSyncStage(Stage):
     def stream(self) -> LipSyncStream | None:
         return self._stream
 
-    def _push(self, item: Any) -> list[VideoFrame]:
+    def _push(self, item: VideoFrame | AudioChunk | SpeechChunk) -> list[VideoFrame]:
         stream = self._get()
         if isinstance(item, VideoFrame):
             self._wall_in[(item.index, item.pts)] = time.perf_counter()

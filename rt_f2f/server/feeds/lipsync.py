@@ -2,7 +2,7 @@
 
 The speaker's speech goes through the speech engine as in every translated feed (``engine.EngineRunner``); what
 this feed's video policy (``LipSyncVideo``) changes is the output. Translated speech and the speaker's camera frames
-meet in the same scheduler and lip-sync code as ``rt-f2f translate --realtime`` (``rt_f2f.facetoface``): one output
+meet in the same scheduler and lip-sync code as ``rt-f2f translate --realtime`` (``rt_f2f.av``): one output
 clock, output = input + D, speech never later than D_max after its source, and every frame re-mouthed by a
 ``LipSyncStream`` for the translated audio that plays with it. A ``pacer.Pacer`` publishes audio and frames at
 their playout time on that clock, so a listener hears the translated words with the frames rendered for them. Every
@@ -25,7 +25,8 @@ import av
 import numpy as np
 
 from ...audio import StreamingResampler
-from ...facetoface import OUTPUT_RATE, FaceToFaceResult, FrameSink, LiveFaceToFace, build_scheduler
+from ...av.config import OUTPUT_RATE, FaceToFaceResult, build_scheduler
+from ...av.live import FrameSink, LiveFaceToFace
 from ...frames import AudioChunk, SpeechChunk, VideoFrame
 from ..tasks import spawn
 from ..timebase import VIDEO_TIME_BASE, WEBRTC_RATE

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...av.config import FaceToFaceConfig
+from ...av.schedule import AUDIO_EARLY_LIMIT
 from ...errors import RtF2fError
-from ...facetoface import FaceToFaceConfig
-from ...scheduler import AUDIO_EARLY_LIMIT
 
 if TYPE_CHECKING:
     from ...lipsync.backends import LipSyncBackend

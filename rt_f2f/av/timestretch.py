@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import MediaError, RtF2fError
+from ..errors import MediaError, RtF2fError
 
 MIN_RATE = 1.0
 MAX_RATE = 2.0  # beyond 2x WSOLA speech is hard to follow; the scheduler's default bound is 1.25x

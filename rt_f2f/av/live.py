@@ -1,104 +1,27 @@
-"""The real-time face-to-face pipeline: one speaker's audio and video in; translated, lip-synced video, translated
-speech and captions out, with a delay that stays bounded however the stages behave.
+"""The live A/V driver: ``FrameSink`` turns scheduled items into output (audio at once, frames re-mouthed in order
+on one worker thread), ``LiveFaceToFace`` paces the scheduler on the monotonic clock and feeds a sink.
 
-Audio goes through the ``SpeechEngine``; its speech chunks and the source video frames meet in the ``AVScheduler``,
-which places them on one output clock (input + D, never past D_max). Each output frame is re-mouthed by a
-``LipSyncStream`` for the translated audio that plays with it. Lip-sync must keep pace too: a frame whose render
-would land more than ``max_render_lag`` behind its playout time goes out with its original mouth instead (counted),
-so a slow generator costs mouth accuracy, never delay.
-
-Two clocks drive the same code: ``realtime`` paces inputs at their timestamps and runs the scheduler on the
-monotonic clock (live figures); otherwise the speech engine runs as fast as it can and the scheduler replays its
-output in virtual time with speech arriving when its source clause ended (computation-unaware figures).
+Both are drivers around synchronous cores (``scheduler.AVScheduler``, the lip-sync session): they own the clock, the
+worker thread and the in-flight queue, and decide nothing about placement. Lip-sync must keep pace: a frame whose
+render would land more than ``max_render_lag`` behind its playout time goes out with its original mouth instead
+(counted), so a slow generator costs mouth accuracy, never delay.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, MutableSequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
-
-from .frames import AudioChunk, Caption, SpeechChunk, VideoFrame
-from .priority import lower_this_thread
-from .scheduler import AVScheduler, RealtimeScheduler, ScheduledAudio, ScheduledVideo, SchedulerConfig
-from .speech import INPUT_RATE, SpeechEngine, file_chunks
-
-log = logging.getLogger(__name__)
-
-OUTPUT_RATE = 16000  # Wav2Lip's rate; the file's AAC track is speech, so 16 kHz loses nothing that matters
-VIRTUAL_STEP = 0.02
-
-
-@dataclass
-class FaceToFaceConfig:
-    delay: float = 2.0
-    max_delay: float = 4.0
-    drop_after: float | None = None  # explicit live policy: drop clauses later than this (None: keep every clause)
-    fps: float = 25.0
-    realtime: bool = False
-    lipsync_batch: int = 8
-    max_render_lag: float = 0.5  # seconds a re-mouthed frame may land after its playout (predicted at its push)
-    render_budget: float = 0.1  # seconds of lead, beyond lip-sync's batching latency, a frame gets for its render
-    # scheduled items queued for the lip-sync worker before the output side waits for it (from files) or stops
-    # handing it more (live: the output never waits for lip-sync; what is not handed on is counted)
-    max_inflight: int = 256
-    # Emit each frame sent to lip-sync at once as it is, and again when re-mouthed (same pts): for a receiver that
-    # paces output and keeps the latest version it has of a frame at playout. Off: every frame once, in order.
-    provisional_frames: bool = False
-
-
-@dataclass
-class FaceToFaceResult:
-    """What came out, in output-clock order, and what the pipeline decided on the way."""
-
-    frames_written: int = 0
-    audio: list[np.ndarray] = field(default_factory=list)
-    captions: list[Caption] = field(default_factory=list)
-    first_word_end: dict[int, float] = field(default_factory=dict)  # clause id -> end of its first source word
-    lipsync_rendered: int = 0
-    lipsync_skipped_behind: int = 0
-    lipsync_without_face: int = 0
-    # realtime: wall time a frame was ready - its playout (a call keeps a bounded deque here, a file every frame)
-    render_lag: MutableSequence[float] = field(default_factory=list)
-    wall_seconds: float = 0.0
-    scheduler: AVScheduler | None = None
-
-    @property
-    def audio_samples(self) -> np.ndarray:
-        return np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
-
-
-def build_scheduler(
-    config: FaceToFaceConfig,
-    lipsync_latency: float | None,
-    sample_rate: int = OUTPUT_RATE,
-    origin_wall: float | None = None,
-) -> AVScheduler:
-    """The A/V scheduler for one speaker's direction; ``lipsync_latency`` is the stream's batching latency (None:
-    no lip-sync). Frames leave the scheduler ahead of playout by that latency plus ``render_budget``: lip-sync's
-    wait and render time must come out of the delay budget D, not be added after it."""
-    lead = SchedulerConfig.lead
-    if lipsync_latency is not None:
-        room = config.delay - SchedulerConfig.audio_lookahead - 0.05
-        lead = max(lead, min(lipsync_latency + config.render_budget, room))
-    return AVScheduler(
-        SchedulerConfig(
-            delay=config.delay,
-            max_delay=config.max_delay,
-            drop_after=config.drop_after,
-            sample_rate=sample_rate,
-            fps=config.fps,
-            lead=lead,
-        ),
-        origin_wall=origin_wall,
-    )
+from ..frames import AudioChunk, SpeechChunk, VideoFrame
+from ..lipsync.session import LipSyncSession
+from ..priority import lower_this_thread
+from .config import FaceToFaceConfig, FaceToFaceResult
+from .realtime import RealtimeScheduler
+from .schedule import ScheduledAudio, ScheduledVideo
+from .scheduler import AVScheduler
 
 
 class FrameSink:
@@ -109,15 +32,17 @@ class FrameSink:
     worker already holds and what a batch has been costing: a frame whose render would land more than
     ``max_render_lag`` after its playout skips the worker and goes out with its original mouth (counted), still in
     order behind the frames being rendered (or, with ``provisional_frames``, at once: the receiver orders them).
-    ``lipsync`` is a ``LipSyncStream``, a zero-argument factory of one (built on the worker thread, where its face
-    detector then lives), or None.
+    ``build_lipsync`` makes the ``LipSyncSession`` (a ``LipSyncStream``); it is called once, on the worker thread,
+    where the session's face detector then lives, and frames pass through with their own mouth until it is built
+    (``ready`` waits for that). None: no lip-sync, frames pass straight through. A session built elsewhere is
+    handed in as ``lambda: session``.
     """
 
     def __init__(
         self,
         result: FaceToFaceResult,
         on_video: Callable[[VideoFrame], None],
-        lipsync: Any | Callable[[], Any] | None,
+        build_lipsync: Callable[[], LipSyncSession] | None,
         config: FaceToFaceConfig,
         origin_wall: Callable[[], float | None] = lambda: None,
         on_audio: Callable[[AudioChunk], None] | None = None,
@@ -125,9 +50,9 @@ class FrameSink:
         self.result = result
         self.on_video = on_video
         self.on_audio = on_audio or (lambda chunk: result.audio.append(chunk.samples))
-        self.enabled = lipsync is not None
-        self._factory = lipsync if callable(lipsync) else None
-        self.lipsync = None if self._factory is not None else lipsync
+        self.enabled = build_lipsync is not None
+        self._build = build_lipsync
+        self.lipsync: LipSyncSession | None = None  # set on the worker thread, once built
         self.config = config
         self.origin_wall = origin_wall
         self._executor = (
@@ -140,17 +65,22 @@ class FrameSink:
         self._in_worker = 0  # frames handed to the worker and not out yet
         self.overflow = 0  # items not handed to a worker that was max_inflight behind (live only)
         self._batch_cost = 0.0  # running average of one generator batch's wall time (render + paste), in seconds
-        if self._factory is not None:
-            self._executor.submit(self._stream)  # build it now: frames pass through until it is ready
+        # build it now: frames pass through until it is ready
+        self._built = self._executor.submit(self._stream) if self._executor is not None else None
+
+    async def ready(self) -> None:
+        """Wait until the lip-sync session is built (raises what building it raised); at once without lip-sync."""
+        if self._built is not None:
+            await asyncio.wrap_future(self._built)
 
     # -- worker side ---------------------------------------------------------------------------------------------
 
-    def _stream(self) -> Any:
+    def _stream(self) -> LipSyncSession:
         if self.lipsync is None:
-            self.lipsync = self._factory()  # on the worker thread
+            self.lipsync = self._build()  # on the worker thread
         return self.lipsync
 
-    def _timed(self, call: Callable[[Any], list[VideoFrame]]) -> list[VideoFrame]:
+    def _timed(self, call: Callable[[LipSyncSession], list[VideoFrame]]) -> list[VideoFrame]:
         """Run a stream call on the worker, learning what a batch costs from the calls that ran one."""
         stream = self._stream()
         batches, start = stream.stats.batches, time.perf_counter()
@@ -162,7 +92,7 @@ class FrameSink:
         return out
 
     @staticmethod
-    def _push(stream: Any, item: ScheduledAudio | VideoFrame) -> list[VideoFrame]:
+    def _push(stream: LipSyncSession, item: ScheduledAudio | VideoFrame) -> list[VideoFrame]:
         if isinstance(item, ScheduledAudio):
             return stream.push_audio(item.chunk.samples, item.chunk.pts, item.chunk.sample_rate)
         return stream.push_video(item)
@@ -193,7 +123,7 @@ class FrameSink:
         ready = time.monotonic() + (ahead // size + 1) * self._batch_cost + fill
         return ready - (origin + pts) > self.config.max_render_lag
 
-    async def _submit(self, call: Callable[[Any], list[VideoFrame]]) -> bool:
+    async def _submit(self, call: Callable[[LipSyncSession], list[VideoFrame]]) -> bool:
         """Queue a stream call on the worker; False (live, with the worker too far behind) when it was not."""
         while len(self._inflight) >= self.config.max_inflight:
             if self.origin_wall() is not None:
@@ -266,7 +196,7 @@ class FrameSink:
 
     def counts(self) -> dict[str, int]:
         """Lip-sync figures so far (read while the worker runs: plain counters, a frame or two behind at most)."""
-        stats = getattr(self.lipsync, "stats", None)
+        stats = self.lipsync.stats if self.lipsync is not None else None
         without_face = stats.frames_without_face if stats else 0
         return {
             "rendered": (stats.frames_out - without_face) if stats else 0,
@@ -284,8 +214,8 @@ class FrameSink:
             if self._inflight:
                 await asyncio.wait([future for future, _ in self._inflight])
             self._drain()
-        stats = getattr(self.lipsync, "stats", None)
-        if stats is not None:
+        if self.lipsync is not None:
+            stats = self.lipsync.stats
             self.result.lipsync_without_face = stats.frames_without_face
             self.result.lipsync_rendered = stats.frames_in - stats.frames_without_face
         executor, self._executor = self._executor, None
@@ -339,116 +269,3 @@ class LiveFaceToFace:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.sink.close(flush=False)
-
-
-class FaceToFace:
-    """One speaker's direction: ``run`` takes their audio samples and frames, drives a sink, returns the result."""
-
-    def __init__(self, engine: SpeechEngine, config: FaceToFaceConfig, lipsync: Any | None = None) -> None:
-        self.engine = engine
-        self.config = config
-        self.lipsync = lipsync
-        latency = getattr(lipsync, "max_latency_s", 0.0) if lipsync is not None else None
-        self.scheduler = build_scheduler(config, latency)
-
-    def _note_speech(self, item: SpeechChunk | Caption, result: FaceToFaceResult) -> bool:
-        """Captions are kept; speech returns True. Remembers each clause's first word for the ear-voice span."""
-        if isinstance(item, Caption):
-            result.captions.append(item)  # partial and final, both languages, in the order they happened
-            return False
-        clause = item.translation.source
-        if clause.words and clause.clause_id not in result.first_word_end:
-            result.first_word_end[clause.clause_id] = clause.words[0].end
-        return True
-
-    async def run(
-        self, samples: np.ndarray, frames: Iterator[VideoFrame], write: Callable[[np.ndarray], None]
-    ) -> FaceToFaceResult:
-        await asyncio.to_thread(self.engine.load)
-        result = FaceToFaceResult(scheduler=self.scheduler)
-        start = time.perf_counter()
-        if self.config.realtime:
-            await self._run_realtime(samples, frames, write, result)
-        else:
-            await self._run_virtual(samples, frames, write, result)
-        result.wall_seconds = time.perf_counter() - start
-        return result
-
-    def _sink(self, result: FaceToFaceResult, write: Callable[[np.ndarray], None], **kw: Any) -> FrameSink:
-        return FrameSink(result, lambda frame: write(frame.image), self.lipsync, self.config, **kw)
-
-    async def _run_virtual(
-        self, samples: np.ndarray, frames: Iterator[VideoFrame], write: Callable, result: FaceToFaceResult
-    ) -> None:
-        speech: list[SpeechChunk] = []
-        async for item in self.engine.run(file_chunks(samples, INPUT_RATE, realtime=False)):
-            if self._note_speech(item, result):
-                speech.append(item)
-        # computation-unaware: each chunk arrives when its source clause ended
-        speech.sort(key=lambda c: c.translation.source.end)
-        sink = self._sink(result, write)
-        sched = self.scheduler
-        sched.origin_wall = 0.0
-        duration = samples.size / INPUT_RATE
-        frame_iter = iter(frames)
-        pending = next(frame_iter, None)
-        i, now = 0, 0.0
-        while now <= duration + self.config.max_delay:
-            while pending is not None and pending.pts <= now:
-                sched.push_video(pending, pending.pts)
-                pending = next(frame_iter, None)
-            while i < len(speech) and speech[i].translation.source.end <= now:
-                sched.push_speech(speech[i], now)
-                i += 1
-            for item in sched.pull(now):
-                await sink.consume(item)
-            now += VIRTUAL_STEP
-        for item in sched.flush():
-            await sink.consume(item)
-        await sink.close()
-
-    async def _run_realtime(
-        self, samples: np.ndarray, frames: Iterator[VideoFrame], write: Callable, result: FaceToFaceResult
-    ) -> None:
-        live = LiveFaceToFace(self.scheduler, self._sink(result, write, origin_wall=lambda: live.origin))
-        origin = live.origin
-
-        async def speech() -> None:
-            async for item in self.engine.run(paced_audio(samples, origin)):
-                if self._note_speech(item, result):
-                    live.push_speech(item)
-
-        async def video() -> None:
-            for frame in frames:
-                delay = origin + frame.pts - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                live.push_video(frame)
-
-        out_task = asyncio.create_task(live.run(), name="f2f-output")
-        try:
-            await asyncio.gather(speech(), video())
-            live.end_input()
-            await out_task
-        finally:
-            if not out_task.done():
-                await live.abort()
-
-
-async def paced_audio(samples: np.ndarray, origin: float) -> AsyncIterator[AudioChunk]:
-    """Audio chunks released when they would have been heard, on the scheduler's monotonic clock."""
-    async for chunk in file_chunks(samples, INPUT_RATE, realtime=True, clock=time.monotonic, t0=origin):
-        yield chunk
-
-
-def ear_voice_spans(result: FaceToFaceResult) -> list[float]:
-    """Per placed clause: output start of its translated audio minus the end of its first source word, both on
-    the session clock (the output clock runs D behind, so the span includes the target delay)."""
-    if result.scheduler is None:
-        return []
-    spans = []
-    for timing in result.scheduler.metrics().clauses:
-        first = result.first_word_end.get(timing.clause_id)
-        if first is not None:
-            spans.append(timing.start_out - first)
-    return spans
