@@ -66,6 +66,7 @@ def todays_engine(config: Any) -> Any:
         clauses=ClauseConfig.sentences(),
         tts_max_speed=1.0,
         tts_first_phrase_words=None,
+        pause_commit=False,
     )
 
 

@@ -190,15 +190,6 @@ class ClauseStage(Stage):
         fresh = item.committed[self._taken :]
         self._taken = max(self._taken, len(item.committed))
         out += self.segmenter.push(fresh, item.language)
-        pending = self.segmenter.pending
-        if (
-            not item.final
-            and not item.partial
-            and pending
-            and item.heard_until is not None
-            and item.heard_until - pending[-1].end >= self.segmenter.config.pause_s
-        ):
-            out += self.segmenter.flush()  # the recogniser heard a pause after the last word: the clause is over
         if item.final:
             out += self.segmenter.flush()
             self._finished, self._segment_id, self._taken = item.segment_id, None, 0

@@ -72,7 +72,6 @@ class Transcript:
     language: str
     segment_id: int
     final: bool = False
-    heard_until: float | None = None  # end of the audio the recogniser had heard (session time)
 
     @property
     def pts(self) -> float:

@@ -43,6 +43,7 @@ class SpeechConfig:
     asr_window: EncoderWindow = STREAMING_WINDOW  # Whisper's input per step; FULL_WINDOW pads to 30 s as before
     asr_policy: str = "alignatt"  # when heard words are final: "alignatt" (one pass) or "local-agreement" (two)
     asr_step_s: float = 1.0  # new audio between two ASR steps
+    pause_commit: bool = True  # a pause the VAD hears commits every word before it at once (AlignAtt)
     clauses: ClauseConfig = field(default_factory=ClauseConfig)
     tts_max_speed: float = 1.3  # the TTS speaks up to this much faster while the listener is behind (1: never)
     tts_first_phrase_words: int | None = 3  # slow voices cut a clause's first phrase after this many words
@@ -120,15 +121,17 @@ class SpeechEngine:
 
         self.load()
         m = self.models
+        pause = self.config.pause_commit and self.config.asr_policy == "alignatt"
+        policy_options = {"pause_s": 0.25 if pause else None} if self.config.asr_policy == "alignatt" else {}
         stages: list[Stage] = [
-            VADStage(VADConfig(aggressiveness=self.config.vad_aggressiveness)),
+            VADStage(VADConfig(aggressiveness=self.config.vad_aggressiveness, pause_ms=300 if pause else 0)),
             ASRStage(
                 m.recogniser,
                 language=self.config.source,
                 beam_size=self.config.asr_beam_size,
                 window=self.config.asr_window,
                 policy=lambda transcribe: POLICIES[self.config.asr_policy](
-                    transcribe, min_chunk_s=self.config.asr_step_s
+                    transcribe, min_chunk_s=self.config.asr_step_s, **policy_options
                 ),
             ),
             ClauseStage(self.config.clauses),

@@ -182,6 +182,15 @@ def test_alignatt_commits_every_word_at_a_pause_without_waiting_for_its_margin_o
     assert [w.text for w in policy.step().committed] == [" he", " was"]
 
 
+def test_a_word_whisper_hears_in_the_silence_of_a_pause_stays_a_guess() -> None:
+    hyp = [Word(" he", 0.0, 0.2), Word(" was", 0.2, 0.6), Word(" of", 0.9, 1.0)]
+    policy = AlignAttPolicy(lambda audio, offset, prompt: hyp, margin_s=0.6, sample_rate=RATE)
+    policy.start_segment(0.0)
+    policy.push(np.zeros(RATE, np.float32), trailing_silence_s=0.4)  # speech ends at 0.6 s
+    update = policy.step()
+    assert [w.text for w in update.committed] == [" he", " was"] and [w.text for w in update.partial] == [" of"]
+
+
 def test_alignatt_keeps_the_prefix_property() -> None:
     """A word behind the margin after an unstable one waits: commits are always a prefix of the hypothesis."""
     hyp = [Word(" he", 0.0, 0.2), Word(" mumbled", 0.2, 0.95), Word(" was", 0.3, 0.4)]  # odd times: trust order

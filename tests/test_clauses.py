@@ -159,21 +159,3 @@ async def test_clause_stage_flushes_when_a_new_segment_starts_without_a_final() 
     for item in [Transcript(tuple(a), (), "en", 0), Transcript(tuple(b), (), "en", 1, final=True)]:
         out += [c async for c in stage.process(item)]
     assert texts(out) == ["one two three", "four five"]
-
-
-async def test_clause_stage_ends_a_clause_when_the_recogniser_hears_a_pause_after_it() -> None:
-    """No punctuation, no next word yet: the recogniser heard 0.4 s after "three" with nothing in it, so the clause
-    leaves now instead of when the next word comes; a guess still pending after it, or too short a gap, keeps it."""
-    said = words("one two three")  # ends at 0.9 s
-    stage = ClauseStage()
-    held = [
-        c async for c in stage.process(Transcript(tuple(said), (Word(" four", 1.0, 1.2),), "en", 0, heard_until=1.3))
-    ]
-    assert held == []  # the recogniser still hears a word after it
-    short = [c async for c in stage.process(Transcript(tuple(said), (), "en", 0, heard_until=1.1))]
-    assert short == []  # 0.2 s is a breath, not a pause
-    out = [c async for c in stage.process(Transcript(tuple(said), (), "en", 0, heard_until=1.3))]
-    assert texts(out) == ["one two three"]
-    after = words("four five", start=1.6)
-    more = [c async for c in stage.process(Transcript(tuple(said + after), (), "en", 0, final=True, heard_until=2.3))]
-    assert texts(more) == ["four five"]

@@ -29,6 +29,7 @@ from ..stage import Stage
 from .window import FULL_WINDOW, STREAMING_WINDOW, EncoderWindow
 
 SAMPLE_RATE = 16000
+PAUSE_WORD_SLACK_S = 0.15  # how far past the VAD's end of speech Whisper's aligned word end may fall
 TranscribeFn = Callable[[np.ndarray, float, str], Sequence[Word]]
 
 _NON_WORD = re.compile(r"[^\w']+")
@@ -275,7 +276,9 @@ class AlignAttPolicy(LocalAgreementPolicy):
     def step(self) -> PolicyUpdate:
         paused = self.paused
         new = self._hypothesis()
-        limit = self.audio_end if paused else self.audio_end - self.margin_s
+        # at a pause every word up to the end of the speech is whole; a "word" in the silence after it is Whisper
+        # hallucinating and stays a guess
+        limit = self.voiced_end + PAUSE_WORD_SLACK_S if paused else self.audio_end - self.margin_s
         if paused:
             self._paused_at = self.voiced_end
         stable = 0
@@ -480,12 +483,7 @@ class ASRStage(Stage):
 
     def _transcript(self, update: PolicyUpdate, final: bool) -> Transcript:
         return Transcript(
-            self.policy.committed,
-            update.partial,
-            self._segment_language or "",
-            self._segment_id,
-            final=final,
-            heard_until=self.policy.audio_end,
+            self.policy.committed, update.partial, self._segment_language or "", self._segment_id, final=final
         )
 
     async def _finish(self, wall_in: float) -> AsyncIterator[Transcript]:
