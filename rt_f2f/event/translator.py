@@ -139,9 +139,13 @@ class TranslatorWorker:
     async def _run(self) -> None:
         from ..mt import MTStage
         from ..tts import TTSStage
+        from ..tts.select import SpeakingPace
 
         translator, synthesizer = self._models
-        pipeline = Pipeline([MTStage(translator), TTSStage(synthesizer)], maxsize=8, tap=self._tap)
+        # the FIFO plays each chunk as soon as it exists, after the ones before it: SpeakingPace's own model of the
+        # listener, so a voice that can speak faster does while the backlog lasts (a talk rarely pauses for it)
+        tts = TTSStage(synthesizer, pace=SpeakingPace())
+        pipeline = Pipeline([MTStage(translator), tts], maxsize=8, tap=self._tap)
         try:
             async for item in pipeline.run(self._source()):
                 if isinstance(item, SpeechChunk):
