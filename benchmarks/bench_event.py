@@ -4,8 +4,8 @@ Runs ``rt-f2f event start`` (without --input) as a child process inside a networ
 ignores loopback for ICE), and plays the speaker from this process, published into the event's room as the speaker
 exactly as the speaker page does: a recorded English talk cut at its pauses into phrases, each phrase at the start
 of its own ``--slot`` seconds, the whole looped. So this process knows when every phrase's first and last word
-were spoken. Listeners (aiortc, audio only, round-robin over the channels) are added in steps; at each step it
-measures:
+were spoken. Listeners (aiortc, audio only, round-robin over the channels, translated ones first; the first of
+each channel is its probe) are added in steps; at each step it measures:
 - join time: POST /api/event/listeners -> WebRTC connected to the mountpoint (p50, p95, max);
 - mouth-to-ear per channel and phrase: the first sound a probe listener of that channel hears after a silence,
   within the phrase's slot, minus when the phrase's first word left the speaker (original: passthrough;
@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -154,6 +156,8 @@ async def run(levels: list[int], targets: list[str], slot: float, out: Path, tts
         while "listener link" not in (line := server.stdout.readline()):
             if not line:
                 raise RuntimeError("the event command exited")
+        # read its output all along (its actors' logs come through it): a full pipe would block the event command
+        threading.Thread(target=collections.deque, args=(server.stdout, 0), daemon=True).start()  # reads, keeps none
         async with aiohttp.ClientSession() as http:
             status = await (await http.get(base + "/api/event")).json()
             room, janus = status["room"], status["janus"]
@@ -170,7 +174,8 @@ async def run(levels: list[int], targets: list[str], slot: float, out: Path, tts
                 if all(v["state"] == "live" for v in langs.values()):
                     break
                 await asyncio.sleep(1)
-            channels = ["original", *targets]
+            # translated channels first: with fewer listeners than channels, those are the ones measured
+            channels = [*targets, "original"]
             listeners: list[tuple[str, Watcher, JanusSession]] = []
             session = await JanusSession.create(janus)  # listeners share one Janus session (one long-poll)
             for level in levels:
