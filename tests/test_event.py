@@ -45,6 +45,10 @@ def test_janus_config_loads_only_what_the_event_uses(tmp_path: Path) -> None:
     http = (folder / "janus.transport.http.jcfg").read_text()
     assert "port = 18088" in http and 'allow_origin = "*"' in http
     assert config.url == "http://127.0.0.1:18088/janus"
+    # --public-host: Janus serves its HTTP API on the address other machines reach, and says so in its URL
+    lan = JanusConfig(http_port=18089, http_host="10.213.0.1", plugin_dir=plugins)
+    assert 'ip = "10.213.0.1"' in (lan.write(tmp_path / "lan") / "janus.transport.http.jcfg").read_text()
+    assert lan.url == "http://10.213.0.1:18089/janus"
 
 
 def test_event_config_refuses_unknown_and_source_languages() -> None:
@@ -116,13 +120,22 @@ def _proc_cpu(pid: int) -> float:
 
 
 def _language_of(whisper, samples48: np.ndarray, language: str | None = None) -> tuple[str, str]:
+    """Whisper on the last 24 s that arrived: the language it detects, and what it heard.
+
+    Greedy Whisper can fall into a repetition loop on synthetic speech that arrived through a loaded machine ("O que
+    você tem?" nine times over the whole window, none of the channel's words), so the window is decoded with a beam
+    of 5 and, apart, in three 8 s pieces: one bad stretch cannot hide what the rest held.
+    """
     from rt_f2f.audio import resample
 
     audio = resample(samples48, 48000, 16000)
     voiced = audio[np.abs(audio) > 0.01]
     assert voiced.size > 16000, "less than a second of sound arrived"
-    result = whisper.transcribe(audio[-16000 * 25 :], language=language)
-    return result.language, result.text
+    tail = audio[-16000 * 24 :]
+    whole = whisper.transcribe(tail, language=language, beam_size=5)
+    pieces = [tail[i : i + 16000 * 8] for i in range(0, tail.size, 16000 * 8)]
+    heard = [whisper.transcribe(p, language=language).text for p in pieces if np.abs(p).max(initial=0) > 0.01]
+    return whole.language, " ".join([whole.text, *heard])
 
 
 # pt: the embedded MT; es, ca: Apertium. All speak with espeak-ng here: two Kokoro workers translating a talk that
@@ -279,12 +292,13 @@ async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) 
     """Kill the pt actor mid-talk: its listener keeps hearing sound (the original), is told, and gets pt back."""
     from rt_f2f.event.controller import HEALTH_TIMEOUT_S, MISSES_BEFORE_FAILOVER, TICK_S, EventConfig, EventController
     from rt_f2f.event.janus_client import JanusSession
-    from rt_f2f.event.netns import INTERFACE
+    from rt_f2f.event.netns import ADDRESS, INTERFACE
     from rt_f2f.event.placement import shutdown
     from rt_f2f.event.rtc import Watcher
 
+    # on the veth's address, as another Ray node would reach it (--public-host): Janus's API, its caption ports
     config = EventConfig(source="en", targets=("pt",), ice_interfaces=(INTERFACE,), input_file=str(TALK),
-                         input_loop=True, pin=True)  # fmt: skip
+                         input_loop=True, pin=True, public_host=ADDRESS)  # fmt: skip
     controller = EventController(config)
     session = None
     try:
@@ -296,6 +310,8 @@ async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) 
         await listener.watch(controller.join("pt")["mountpoint"])
         pt = controller.languages["pt"]
         await _until(lambda: pt.state == "live" and pt.health.get("clauses_out", 0) >= 1, 180)
+        assert controller.janus_url.startswith(f"http://{ADDRESS}:")
+        await _until(lambda: listener.reception.captions("translation"), 30)  # sent by the worker to ADDRESS
         old_pid = pt.health["pid"]
         os.kill(old_pid, signal.SIGKILL)  # the worker process dies, as on a crash or an OOM kill
         killed_at = time.time()
@@ -524,3 +540,19 @@ def test_bench_measures_mouth_to_ear_per_phrase_and_counts_late_ones_as_missed()
     assert np.allclose(measured["from_first_word_s"], [3.0, 4.5], atol=0.03)
     assert np.allclose(measured["from_last_word_s"], [1.0, 2.5], atol=0.03)
     assert measured["missed"] == [spoken[2][0]]
+
+
+def test_translator_speaks_faster_while_its_fifo_holds_speech() -> None:
+    """The pace follows what the listeners still have to hear (the FIFO), not an estimate a stalled loop breaks."""
+    from rt_f2f.event.translator import FifoPace
+    from rt_f2f.server.buffers import PcmFifo
+
+    fifo = PcmFifo(48000 * 60)
+    pace = FifoPace(fifo=fifo)
+    assert pace.speed() == 1.0
+    fifo.put(np.zeros(48000, np.float32))
+    assert pace.speed() == pytest.approx(1.15)
+    fifo.put(np.zeros(48000 * 10, np.float32))
+    assert pace.speed() == pytest.approx(1.3)
+    fifo.read(48000 * 11)
+    assert pace.speed() == 1.0
