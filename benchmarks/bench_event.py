@@ -1,16 +1,19 @@
 """Live-event benchmark: listeners 1/10/30/100 through Janus; join time, mouth-to-ear per language, server CPU.
 
 Runs ``rt-f2f event start`` (without --input) as a child process inside a network namespace (root only: Janus
-ignores loopback for ICE), and plays the speaker from this process: a recorded English talk, once every
-``--period`` seconds, published into the event's room as the speaker, exactly as the speaker page does. So this
-process knows when every word was spoken. Listeners (aiortc, audio only, round-robin over the channels) are
-added in steps; at each step it measures:
+ignores loopback for ICE), and plays the speaker from this process, published into the event's room as the speaker
+exactly as the speaker page does: a recorded English talk cut at its pauses into phrases, each phrase at the start
+of its own ``--slot`` seconds, the whole looped. So this process knows when every phrase's first and last word
+were spoken. Listeners (aiortc, audio only, round-robin over the channels, translated ones first; the first of
+each channel is its probe) are added in steps; at each step it measures:
 - join time: POST /api/event/listeners -> WebRTC connected to the mountpoint (p50, p95, max);
-- mouth-to-ear per channel: for each repetition of the talk, the first sound a probe listener of that channel hears
-  after a silence, minus when the talk's first word left the speaker (original: passthrough; translated: first
-  translated word, an ear-voice span);
-- CPU, as a share of one core, over one period: the event's Python process (with its local Ray's translators
-  excluded: they are separate processes, reported apart) and Janus.
+- mouth-to-ear per channel and phrase: the first sound a probe listener of that channel hears after a silence,
+  within the phrase's slot, minus when the phrase's first word left the speaker (original: passthrough;
+  translated: the ear-voice span of the translation, start to start), and the same minus the phrase's last word
+  (how long after the speaker finished a phrase its translation begins). A phrase whose translation starts later
+  than its slot ends (a backlog) is counted as missed, not measured;
+- CPU, as a share of one core: the event's Python process (with its local Ray's translators excluded: they are
+  separate processes, reported apart) and Janus.
 
     sudo python -m benchmarks.bench_event --levels 1,10,30 --targets pt --out /tmp/bench_event.json
 """
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +35,56 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TALK = ROOT / "examples" / "en_sample.wav"
-SILENCE_GAP_S = 2.5
+SILENCE_GAP_S = 2.0  # the quiet before a sound that counts as a phrase's (translation's) onset
+PAUSE_S = 0.25  # a pause this long in the talk ends a phrase
+LEAD_S = 0.5  # silence before each phrase in its slot
+LOUD = 0.02
+SLOT_S = 12.0
+
+
+def phrases(talk: np.ndarray, rate: int) -> list[tuple[int, int]]:
+    """(start, end) sample indices of the talk's phrases: sound separated by pauses of PAUSE_S or more."""
+    block = rate // 50
+    loud = [np.abs(talk[i : i + block]).max(initial=0) > LOUD for i in range(0, talk.size, block)]
+    out: list[tuple[int, int]] = []
+    for i, on in enumerate(loud):
+        if not on:
+            continue
+        if out and (i * block - out[-1][1]) < PAUSE_S * rate:
+            out[-1] = (out[-1][0], (i + 1) * block)
+        else:
+            out.append((i * block, (i + 1) * block))
+    return out
+
+
+def spaced_talk(talk: np.ndarray, rate: int, slot_s: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The talk with each phrase at the start of its own slot: the clip, and each phrase's (first, last word) time
+    in it (s). Silence after a phrase lets its translation be told apart from the next one's at the ear."""
+    slot = int(slot_s * rate)
+    parts, marks = [], []
+    for k, (a, b) in enumerate(phrases(talk, rate)):
+        if b - a + int((LEAD_S + SILENCE_GAP_S + 1.0) * rate) > slot:
+            raise SystemExit(f"bench_event: a {(b - a) / rate:.1f} s phrase does not fit a {slot_s:g} s slot: "
+                             "raise --slot")  # fmt: skip
+        piece = np.zeros(slot, np.float32)
+        lead = int(LEAD_S * rate)
+        piece[lead : lead + b - a] = talk[a:b]
+        parts.append(piece)
+        marks.append((k * slot_s + LEAD_S, k * slot_s + LEAD_S + (b - a) / rate))
+    return np.concatenate(parts), marks
+
+
+def mouth_to_ear(onsets: list[float], spoken: list[tuple[float, float]], slot_s: float) -> dict[str, list[float]]:
+    """Per phrase spoken at wall times (first, last word): the first onset heard within its slot, minus each."""
+    out: dict[str, list[float]] = {"from_first_word_s": [], "from_last_word_s": [], "missed": []}
+    for first, last in spoken:
+        heard = [o for o in onsets if first + 0.05 < o < first - LEAD_S + slot_s]
+        if heard:
+            out["from_first_word_s"].append(heard[0] - first)
+            out["from_last_word_s"].append(heard[0] - last)
+        else:
+            out["missed"].append(first)
+    return out
 
 
 def _children(pid: int) -> dict[str, list[int]]:
@@ -63,24 +117,23 @@ def _cpu(pids: list[int]) -> float:
     return sum(process_cpu_seconds(p) or 0.0 for p in pids)
 
 
-def first_sounds(reception, after: float, threshold: float = 0.02) -> list[float]:
+def first_sounds(reception, after: float, threshold: float = LOUD) -> list[float]:  # noqa: ANN001 - rtc.Reception
     """Wall times when sound starts after at least SILENCE_GAP_S of quiet (20 ms blocks as they arrived)."""
     out, quiet_since = [], None
     for block, wall in zip(reception.audio, reception.audio_arrival, strict=True):
         if wall < after:
             continue
-        loud = np.abs(block).max(initial=0) > threshold
-        if not loud:
+        if np.abs(block).max(initial=0) <= threshold:
             quiet_since = wall if quiet_since is None else quiet_since
         elif quiet_since is not None and wall - quiet_since >= SILENCE_GAP_S:
             out.append(wall)
             quiet_since = None
-        elif loud:
+        else:
             quiet_since = None
     return out
 
 
-async def run(levels: list[int], targets: list[str], period: float, out: Path, tts: str | None = None) -> dict:
+async def run(levels: list[int], targets: list[str], slot: float, out: Path, tts: str | None = None) -> dict:
     import aiohttp
 
     from rt_f2f.audio import read_audio
@@ -97,19 +150,20 @@ async def run(levels: list[int], targets: list[str], period: float, out: Path, t
         cmd += ["--tts", tts]
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    results: dict = {"levels": [], "targets": targets, "tts": tts or "default", "period_s": period,
+    results: dict = {"levels": [], "targets": targets, "tts": tts or "default", "slot_s": slot,
                      "load_avg_start": os.getloadavg()}  # fmt: skip
     try:
         while "listener link" not in (line := server.stdout.readline()):
             if not line:
                 raise RuntimeError("the event command exited")
+        # read its output all along (its actors' logs come through it): a full pipe would block the event command
+        threading.Thread(target=collections.deque, args=(server.stdout, 0), daemon=True).start()  # reads, keeps none
         async with aiohttp.ClientSession() as http:
             status = await (await http.get(base + "/api/event")).json()
             room, janus = status["room"], status["janus"]
-            talk = read_audio(TALK, 48000)
-            voiced = np.flatnonzero(np.abs(talk) > 0.02)
-            first_word = voiced[0] / 48000 if voiced.size else 0.0
-            clip = np.concatenate([talk, np.zeros(int(max(0.0, period - talk.size / 48000) * 48000), np.float32)])
+            clip, marks = spaced_talk(read_audio(TALK, 48000), 48000, slot)
+            period = clip.size / 48000
+            results["phrases_s"] = marks
             speaker_session = await JanusSession.create(janus)
             track = ArrayAudioTrack(clip, 48000, loop=True)
             await publish(speaker_session, room, "speaker", [track, PatternVideoTrack(320, 240, 15)])
@@ -120,7 +174,8 @@ async def run(levels: list[int], targets: list[str], period: float, out: Path, t
                 if all(v["state"] == "live" for v in langs.values()):
                     break
                 await asyncio.sleep(1)
-            channels = ["original", *targets]
+            # translated channels first: with fewer listeners than channels, those are the ones measured
+            channels = [*targets, "original"]
             listeners: list[tuple[str, Watcher, JanusSession]] = []
             session = await JanusSession.create(janus)  # listeners share one Janus session (one long-poll)
             for level in levels:
@@ -148,19 +203,21 @@ async def run(levels: list[int], targets: list[str], period: float, out: Path, t
                     "janus_cpu_core": (_cpu(janus_pids) - c_janus) / wall,
                     "translators_cpu_core": (_cpu(actor_pids) - c_actors) / wall,
                     "load_avg": os.getloadavg(),
-                    "mouth_to_ear_s": {},
+                    "mouth_to_ear_s": {}, "after_last_word_s": {}, "missed": {},
                 }  # fmt: skip
                 started = track.started + time.time() - time.monotonic()  # the track's clock is monotonic
-                spoken = [started + k * period + first_word for k in range(int((time.time() - started) / period) + 2)]
+                now = time.time()
+                spoken = [(started + r * period + a, started + r * period + b)
+                          for r in range(int((now - started) / period) + 1) for a, b in marks]  # fmt: skip
+                spoken = [(a, b) for a, b in spoken if w0 <= a and a - LEAD_S + slot <= now]  # slots wholly inside
                 for lang, watcher, _ in listeners[: len(channels)]:
-                    onsets = first_sounds(watcher.reception, w0)
-                    delays = []
-                    for said in spoken:  # the first sound heard after each repetition began (its first word)
-                        heard = [o for o in onsets if said + 0.05 < o < said + period]
-                        if heard and said >= w0 - period:
-                            delays.append(heard[0] - said)
-                    row["mouth_to_ear_s"][lang] = delays
+                    measured = mouth_to_ear(first_sounds(watcher.reception, w0 - SILENCE_GAP_S), spoken, slot)
+                    row["mouth_to_ear_s"][lang] = measured["from_first_word_s"]
+                    row["after_last_word_s"][lang] = measured["from_last_word_s"]
+                    row["missed"][lang] = len(measured["missed"])
                 row["status"] = (await (await http.get(base + "/api/event")).json())["languages"]
+                row["carrying"] = {code: v["carrying"] for code, v in row["status"].items()}  # tr-xx, or the speaker
+                row["translator_delay_s"] = {code: v["delay_s"] for code, v in row["status"].items()}
                 results["levels"].append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "status"}), flush=True)
             for _, watcher, _ in listeners:
@@ -191,7 +248,7 @@ def suite_run(ctx) -> object:  # noqa: ANN001 - benchmarks.common.BenchContext
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         return SuiteResult(suite="event", status="failed", reason=done.stdout[-300:] + done.stderr[-300:])
-    result = SuiteResult(suite="event", settings={"levels": levels, "period_s": 30.0})
+    result = SuiteResult(suite="event", settings={"levels": levels, "slot_s": SLOT_S})
     for row in json.loads(out.read_text())["levels"]:
         n = row["listeners"]
         if row["join_s"]:
@@ -201,6 +258,8 @@ def suite_run(ctx) -> object:  # noqa: ANN001 - benchmarks.common.BenchContext
         for lang, delays in row["mouth_to_ear_s"].items():
             if delays:
                 result.add(f"{n} listeners: mouth-to-ear {lang} p50", float(np.median(delays)), "s", len(delays))
+            if row["missed"].get(lang):
+                result.add(f"{n} listeners: phrases {lang} heard too late to measure", row["missed"][lang], "", 1)
     return result
 
 
@@ -221,7 +280,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,10,30,100", help="listener counts, ascending (default 1,10,30,100)")
     parser.add_argument("--targets", default="pt", help="target languages (default pt)")
-    parser.add_argument("--period", type=float, default=30.0, help="the talk repeats every PERIOD seconds")
+    parser.add_argument("--slot", type=float, default=SLOT_S,
+                        help=f"seconds from one phrase of the talk to the next (default {SLOT_S:g})")  # fmt: skip
     parser.add_argument("--tts", help="TTS backend for every language (default: the best per language)")
     parser.add_argument("--out", type=Path, default=Path("bench_event.json"))
     args = parser.parse_args()
@@ -235,7 +295,7 @@ def main() -> int:
     ns.enter()
     try:
         levels = [int(x) for x in args.levels.split(",")]
-        asyncio.run(run(levels, args.targets.split(","), args.period, args.out, args.tts))
+        asyncio.run(run(levels, args.targets.split(","), args.slot, args.out, args.tts))
     finally:
         ns.delete()
     return 0

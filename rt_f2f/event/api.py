@@ -21,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..errors import RtF2fError
+from ..server.http_guard import GuardedAppRunner
 from .controller import EventController
 
 log = logging.getLogger(__name__)
@@ -116,3 +117,16 @@ def build_app(controller: EventController) -> web.Application:
 
     app.add_routes(routes)
     return app
+
+
+async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+    """Serve the event's pages and API (port 0: a free one): the runner (``cleanup()`` stops it) and the base URL.
+
+    The call server's ``serve_locally`` reads that server's own config from the app; the event app has none, so it
+    gets the same guarded runner here (malformed HTTP answered in JSON, slow clients cut off).
+    """
+    runner = GuardedAppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner, f"http://{host}:{site._server.sockets[0].getsockname()[1]}"

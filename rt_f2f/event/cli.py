@@ -20,15 +20,19 @@ Run a live event: one speaker (a browser, or --input FILE playing a recorded tal
 language, and one translator per language. Janus WebRTC Gateway fans the streams out to listeners, so this
 process's CPU does not grow with them. Prints the speaker link and the listener link.
 
-One machine: `rt-f2f event start --source en --targets pt` starts Janus (Debian package `janus`) in its own
-config folder and a local Ray instance; translators start when a language's first listener arrives (--pin starts
-them now). Janus ignores loopback for ICE, so listeners on other machines reach it through the machine's LAN
-interface (--ice-interface eth0).
+One machine: `rt-f2f event start --source en --targets pt,es` starts Janus (Debian package `janus`) in its own
+config folder and a local Ray instance (no cluster needed), and runs every translator on this machine;
+translators start when a language's first listener arrives (--pin starts them now). `--input talk.wav --loop`
+plays a recorded talk as the speaker. Browsers on this machine need nothing more. For listeners on other
+machines add `--host 0.0.0.0 --public-host LAN_ADDR --ice-interface eth0`: the pages, Janus's HTTP API and its
+media are then reached at this machine's LAN address (Janus ignores loopback for ICE).
 
-Ray cluster: start Ray on every node (`ray start --head` on one, `ray start --address HEAD:6379` on the others,
-each with rt-f2f installed), then `rt-f2f event start ... --ray-address HEAD:6379`: each translator is placed by
-Ray on a node with a free GPU (or --translator-cpus cores when the cluster has no GPUs); a language that does not
-fit is refused with what is short. Translators publish their audio into Janus over WebRTC from wherever they run.
+Ray cluster: install rt-f2f (`pip install 'rt-f2f[event]'`) and the models of the languages on every node, start
+Ray (`ray start --head` on one node, `ray start --address HEAD:6379` on the others), then on the head run
+`rt-f2f event start ... --ray-address HEAD:6379 --public-host HEAD_LAN_ADDR`: Ray places each translator on a
+node with a free GPU (or --translator-cpus cores when the cluster has no GPUs); a language that does not fit is
+refused up front naming what is short. Translators reach Janus at --public-host and send their speech over
+WebRTC from wherever they run; Ray carries only clauses (text) and health calls.
 
 An existing Janus: --janus http://host:8088/janus (its HTTP API, with the VideoRoom and Streaming plugins).
 """
@@ -48,6 +52,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--janus", metavar="URL", help="use a running Janus (its HTTP API, …/janus) instead of starting one")
     p.add_argument("--ice-interface", action="append", default=[], metavar="IF",
                    help="network interface Janus may use for ICE (repeatable; default: all but loopback)")  # fmt: skip
+    p.add_argument("--public-host", default="127.0.0.1", metavar="ADDR",
+                   help="an address of this machine that listeners' browsers and other Ray nodes reach: Janus's "
+                        "HTTP API and caption ports are served there (default 127.0.0.1: one machine)")  # fmt: skip
     p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: a local instance)")
     p.add_argument("--translator-cpus", type=float, default=0.5,
                    help="CPU cores Ray reserves per translator when the cluster has no GPUs (default 0.5)")  # fmt: skip
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise RtF2fError("--targets is empty", "give at least one language, e.g. --targets pt")
     config = EventConfig(
         source=args.source, targets=targets, janus_url=args.janus, ice_interfaces=tuple(args.ice_interface),
+        public_host=args.public_host,
         ray_address=args.ray_address, translator_cpus=args.translator_cpus, input_file=args.input, input_loop=args.loop, pin=args.pin,
         mt_model=args.mt_model, tts_backend=args.tts,
     )  # fmt: skip
@@ -81,19 +89,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config, host: str, port: int, duration: float | None) -> int:  # noqa: ANN001 - EventConfig
-    from aiohttp import web
-
-    from .api import build_app
+    from .api import build_app, serve
     from .controller import EventController
 
     controller = EventController(config)
     runner = None
     try:
         await controller.start()
-        runner = web.AppRunner(build_app(controller))
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        base = f"http://{host}:{port}"
+        runner, base = await serve(build_app(controller), host, port)
+        if host in ("0.0.0.0", "::"):  # every interface: give out the address others reach
+            base = f"http://{config.public_host}:{port}"
         print(f"event {config.room}: {config.source} -> {', '.join(config.targets)}; Janus at {controller.janus_url}")
         print(f"speaker link:  {base}/event?role=speaker")
         print(f"listener link: {base}/event")

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import languages
 from ..errors import LanguageError, RtF2fError
@@ -49,6 +50,9 @@ class EventConfig:
     targets: tuple[str, ...]
     janus_url: str | None = None  # None: start Janus ourselves
     ice_interfaces: tuple[str, ...] = ()
+    # an address of this machine that listeners' browsers and the translators on other Ray nodes reach: the Janus
+    # we start serves its HTTP API there and its mountpoints take captions there (127.0.0.1: all on one machine)
+    public_host: str = "127.0.0.1"
     ray_address: str | None = None
     ray_cpus: int | None = None  # local instance only: cores Ray may hand out (default: all)
     translator_cpus: float = 0.5
@@ -113,12 +117,14 @@ class EventController:
     # -- start-up -------------------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self.config.janus_url is None:
-            self.janus = JanusProcess(JanusConfig(ice_interfaces=self.config.ice_interfaces), self._folder / "janus")
+            janus = JanusConfig(ice_interfaces=self.config.ice_interfaces, http_host=self.config.public_host)
+            self.janus = JanusProcess(janus, self._folder / "janus")
             await self.janus.start()
             self.janus_url = self.janus.config.url
         else:
             await wait_ready(self.janus_url, 5.0)
-        self.sfu = EventSfu(self.janus_url, self.config.room)
+        # mountpoints listen on Janus's own machine: where its URL points (forwarders and captions go there)
+        self.sfu = EventSfu(self.janus_url, self.config.room, rtp_host=urlsplit(self.janus_url).hostname)
         await self.sfu.open()
         self.original = await self.sfu.add_channel(ORIGINAL)
         for code in self.config.targets:
