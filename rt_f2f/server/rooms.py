@@ -24,10 +24,12 @@ import av
 
 from ..frames import AudioChunk, Caption
 from .errors import ApiError
+from .feeds.base import FeedFactory, ListenerFeed
+from .ingest import DecodedAudio
 from .limits import Limits, MediaSettings
-from .media import WEBRTC_RATE, DecodedAudio, spawn
 from .peer import OfferLayout, Peer, PeerCallbacks, SlotOutput, parse_offer, return_freed_memory
-from .translate import FeedFactory, ListenerFeed
+from .tasks import spawn
+from .timebase import WEBRTC_RATE
 
 log = logging.getLogger(__name__)
 
