@@ -23,10 +23,11 @@ from .audio import atomic_output, read_audio, resample, write_json, write_wav
 from .clauses import ClauseConfig
 from .errors import LanguageError, MediaError, RtF2fError
 from .frames import AudioChunk, Caption, Clause, SpeechChunk, Transcript, Translation, join_words
+from .rates import ENGINE_RATE
 from .stage import LatencyLog, Pipeline, Stage
 from .waterfall import ClauseWaterfall, WaterfallRecorder, stage_shares
 
-INPUT_RATE = 16000
+INPUT_RATE = ENGINE_RATE  # the old name, kept only for facetoface.py until it imports rates.ENGINE_RATE
 CHUNK_SECONDS = 0.05
 
 
@@ -278,7 +279,7 @@ async def translate_recording(
     audio: dict[int, list[np.ndarray]] = {}
     source_captions: list[Caption] = []
     t0 = engine.origin = time.perf_counter()
-    async for item in engine.run(file_chunks(samples, INPUT_RATE, realtime, t0=t0)):
+    async for item in engine.run(file_chunks(samples, ENGINE_RATE, realtime, t0=t0)):
         now = time.perf_counter() - t0
         if isinstance(item, Caption):
             if item.kind == "source" and item.final:
@@ -315,7 +316,7 @@ async def translate_recording(
         timeline[start : start + clip.size] += clip[: timeline.size - start]
     voice = voice_summary(engine)
     return SpeechRun(
-        np.clip(timeline, -1, 1), out_rate, ordered, engine.log, samples.size / INPUT_RATE, wall, realtime,
+        np.clip(timeline, -1, 1), out_rate, ordered, engine.log, samples.size / ENGINE_RATE, wall, realtime,
         source_captions, voice, engine.waterfall.rows(),
     )  # fmt: skip
 
@@ -401,8 +402,8 @@ def run(args: argparse.Namespace) -> int:
         tts_backend=args.tts,
         voice_conversion=not args.no_voice_conversion,
     )
-    samples = read_audio(args.input, INPUT_RATE)
-    if samples.size < INPUT_RATE // 10:
+    samples = read_audio(args.input, ENGINE_RATE)
+    if samples.size < ENGINE_RATE // 10:
         raise MediaError(f"{args.input}: shorter than 0.1 s", "give a recording with speech in it")
     engine = SpeechEngine(config)
     print(f"loading models for {config.source} -> {config.target} ...", file=sys.stderr)

@@ -654,7 +654,8 @@ def speech_suite(plan: Plan, progress: Callable[[str], None]) -> SuiteResult:
     from rt_f2f.asr.whisper import load_whisper
     from rt_f2f.audio import read_audio
     from rt_f2f.errors import RtF2fError
-    from rt_f2f.speech import INPUT_RATE, SpeechConfig, SpeechEngine, load_models, translate_recording
+    from rt_f2f.rates import ENGINE_RATE
+    from rt_f2f.speech import SpeechConfig, SpeechEngine, load_models, translate_recording
 
     config = SpeechConfig(source="en", target="pt")
     try:
@@ -663,11 +664,11 @@ def speech_suite(plan: Plan, progress: Callable[[str], None]) -> SuiteResult:
         return skipped("gpu-speech", f"{exc.message} ({exc.hint})")
     compute_type = "float16" if plan.device.startswith("cuda") else "int8"
     models.recogniser = load_whisper(config.asr_model, device=plan.device, compute_type=compute_type)
-    samples = read_audio(SAMPLE, INPUT_RATE)
+    samples = read_audio(SAMPLE, ENGINE_RATE)
     if plan.speech_seconds:
-        samples = samples[: int(plan.speech_seconds * INPUT_RATE)]
+        samples = samples[: int(plan.speech_seconds * ENGINE_RATE)]
     result = SuiteResult("gpu-speech", settings={
-        "input": SAMPLE.name, "seconds": samples.size / INPUT_RATE, "pair": "en->pt", "asr": config.asr_model,
+        "input": SAMPLE.name, "seconds": samples.size / ENGINE_RATE, "pair": "en->pt", "asr": config.asr_model,
         "asr device": f"{plan.device} {compute_type}", "tts": models.synthesizer.describe(),
         "mt, tts, voice conversion": "on the host CPU (their runtimes here have no GPU path)",
         "evs limit s": EVS_LIMIT_S})  # fmt: skip

@@ -25,10 +25,10 @@ import numpy as np
 
 from ..audio import resample
 from ..frames import ControlEvent, ControlKind, SpeechSegment, Transcript, Word, join_words
+from ..rates import ENGINE_RATE
 from ..stage import Stage
 from .window import FULL_WINDOW, STREAMING_WINDOW, EncoderWindow
 
-SAMPLE_RATE = 16000
 TranscribeFn = Callable[[np.ndarray, float, str], Sequence[Word]]
 
 _NON_WORD = re.compile(r"[^\w']+")
@@ -65,7 +65,7 @@ def _sanitise(words: Sequence[Word], not_before: float = float("-inf")) -> list[
 class StreamingPolicy(ABC):
     """Audio of one speech segment in, committed words out; committed words are never revised."""
 
-    def __init__(self, transcribe: TranscribeFn, sample_rate: int = SAMPLE_RATE, prompt_chars: int = 200) -> None:
+    def __init__(self, transcribe: TranscribeFn, sample_rate: int = ENGINE_RATE, prompt_chars: int = 200) -> None:
         self.transcribe = transcribe
         self.sample_rate = sample_rate
         self.prompt_chars = prompt_chars
@@ -129,7 +129,7 @@ class LocalAgreementPolicy(StreamingPolicy):
         buffer_cap_s: float = 15.0,
         hard_cap_s: float = 20.0,
         time_tolerance_s: float = 0.1,
-        sample_rate: int = SAMPLE_RATE,
+        sample_rate: int = ENGINE_RATE,
         prompt_chars: int = 200,
     ) -> None:
         self.min_chunk_s = min_chunk_s
@@ -269,7 +269,7 @@ class FixedChunkPolicy(StreamingPolicy):
         transcribe: TranscribeFn,
         chunk_s: float = 1.0,
         use_prompt: bool = False,
-        sample_rate: int = SAMPLE_RATE,
+        sample_rate: int = ENGINE_RATE,
         prompt_chars: int = 200,
     ) -> None:
         self.chunk_s = chunk_s
@@ -337,7 +337,7 @@ def replay(
     audio: np.ndarray,
     chunk_s: float = 0.5,
     pts: float = 0.0,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = ENGINE_RATE,
     computation_aware: bool = True,
 ) -> ReplayResult:
     """Stream ``audio`` into ``policy`` in ``chunk_s`` pieces on a simulated live clock, as one segment.
