@@ -80,7 +80,8 @@ def run(ctx: BenchContext) -> SuiteResult:
     clips = librivox_clips()
     if not clips:
         return skipped("asr", f"no English test speech: install Debian pocketsphinx-testdata ({LIBRIVOX})")
-    from rt_f2f.asr.policy import FixedChunkPolicy, LocalAgreementPolicy, StreamingPolicy, TranscribeFn, replay
+    from rt_f2f.asr.policy import FixedChunkPolicy, LocalAgreementPolicy, StreamingPolicy, TranscribeFn
+    from rt_f2f.asr.replay import replay
     from rt_f2f.asr.whisper import load_whisper
     from rt_f2f.asr.window import FULL_WINDOW, STREAMING_WINDOW, EncoderWindow
     from rt_f2f.audio import read_audio

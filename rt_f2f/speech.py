@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,10 +22,17 @@ from .asr.window import STREAMING_WINDOW, EncoderWindow
 from .audio import atomic_output, read_audio, resample, write_json, write_wav
 from .clauses import ClauseConfig
 from .errors import LanguageError, MediaError, RtF2fError
-from .frames import AudioChunk, Caption, Clause, SpeechChunk, Transcript, Translation, join_words
+from .frames import AudioChunk, Caption, Clause, Frame, SpeechChunk, Transcript, Translation, join_words
 from .rates import ENGINE_RATE
 from .stage import LatencyLog, Pipeline, Stage
 from .waterfall import ClauseWaterfall, WaterfallRecorder, stage_shares
+
+if TYPE_CHECKING:  # the contracts only: the backends behind them load in load_models(), not at import
+    from .asr.base import Recogniser
+    from .mt.base import Translator
+    from .tts.base import Synthesizer
+    from .voice.convert import VCStage
+    from .voice.embedding import Embedder
 
 INPUT_RATE = ENGINE_RATE  # the old name, kept only for facetoface.py until it imports rates.ENGINE_RATE
 CHUNK_SECONDS = 0.05
@@ -72,10 +79,10 @@ class SpeechConfig:
 class SpeechModels:
     """Loaded models, shareable by several engines of the same language pair (the server does this)."""
 
-    recogniser: Any
-    translator: Any
-    synthesizer: Any
-    embedder: Any | None
+    recogniser: Recogniser
+    translator: Translator
+    synthesizer: Synthesizer
+    embedder: Embedder | None  # loaded up front so the first enrolment does not pay for it
 
 
 def load_models(config: SpeechConfig) -> SpeechModels:
@@ -103,7 +110,7 @@ class SpeechEngine:
         self.config = config
         self.models = models
         self.log = LatencyLog()
-        self.vc: Any | None = None  # the voice-conversion stage, fed the speaker's audio for live enrolment
+        self.vc: VCStage | None = None  # the voice-conversion stage, fed the speaker's audio for live enrolment
         self.waterfall = WaterfallRecorder()
         self.origin = time.perf_counter()  # perf_counter of session time 0 (the caller sets it when input starts)
 
@@ -112,7 +119,8 @@ class SpeechEngine:
             self.models = load_models(self.config)
 
     def stages(self) -> list[Stage]:
-        from .asr.policy import POLICIES, ASRStage
+        from .asr.policy import POLICIES
+        from .asr.stage import ASRStage
         from .clauses import ClauseStage
         from .mt import MTStage
         from .tts import TTSStage
@@ -152,7 +160,7 @@ class SpeechEngine:
         out: asyncio.Queue = asyncio.Queue(maxsize=256)
         done = object()
 
-        def tap(stage: str, frame: Any) -> None:
+        def tap(stage: str, frame: Frame) -> None:
             self.waterfall.observe(stage, frame, time.perf_counter() - self.origin)
             for caption in captions_for(frame):
                 if out.full() and not caption.final:
@@ -184,7 +192,7 @@ class SpeechEngine:
             await asyncio.gather(task, return_exceptions=True)
 
 
-def captions_for(frame: Any) -> list[Caption]:
+def captions_for(frame: Frame) -> list[Caption]:
     """Source captions from transcripts (partial and final), translation captions from translations."""
     if isinstance(frame, Transcript):
         words = frame.committed + frame.partial

@@ -8,30 +8,19 @@ streaming policy aligns successive hypotheses by time and the clause segmenter c
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LanguageError, MediaError, ModelFormatError, ModelMissingError
-from ..frames import Word, join_words
+from ..frames import Word
 from ..models import model_path
 from ..rates import ENGINE_RATE
+from .base import ASRResult
 from .window import FULL_WINDOW, EncoderWindow
 
 MAX_CALL_SECONDS = 4 * 3600  # the bound read_audio applies to files; a call never takes more
-
-
-@dataclass(frozen=True)
-class ASRResult:
-    words: tuple[Word, ...]
-    language: str
-    language_probability: float
-
-    @property
-    def text(self) -> str:
-        return join_words(self.words)
 
 
 def normalise_language(code: str, supported: tuple[str, ...] | list[str]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..asr.base import Recogniser
 from ..audio import StreamingResampler
 from ..frames import AudioChunk, Clause, Transcript, join_words
 from ..rates import ENGINE_RATE
@@ -34,7 +35,7 @@ MAX_QUEUED_S = 20.0  # audio waiting for the VAD; past this the oldest is droppe
 class SourceASR:
     def __init__(
         self,
-        recogniser: Any,
+        recogniser: Recogniser,
         language: str,
         on_clause: Callable[[SourceClause], None],
         on_caption: Callable[[dict], None],
@@ -78,7 +79,7 @@ class SourceASR:
             yield await self._queue.get()
 
     async def _run(self) -> None:
-        from ..asr.policy import ASRStage
+        from ..asr.stage import ASRStage
         from ..clauses import ClauseStage
         from ..vad import VADConfig, VADStage
 
