@@ -411,7 +411,7 @@ def synthetic_streams(backend: Any, n: int, seconds: float, max_batch: int, cost
 
     A frame's deadline and render lag count from when it was due, so a driver that falls behind (the host, not the
     GPU, is then the limit) shows as lag, and ``feeder_behind_p95`` says so."""
-    from rt_f2f.lipsync.batcher import SharedGenerator
+    from rt_f2f.lipsync.shared_generator import SharedGenerator
 
     rng = np.random.default_rng(n)
     mels = rng.standard_normal((min(n, 64), 1, 1, 80, 16)).astype(np.float32)
@@ -457,8 +457,8 @@ def full_streams(
     """``n`` full ``LipSyncStream``s at 25 fps on ``workers`` host threads sharing one generator: each frame is
     cropped, its mel window computed, rendered in a shared batch, pasted back. Lag: push to the frame coming out."""
     from rt_f2f.frames import VideoFrame
-    from rt_f2f.lipsync.batcher import SharedGenerator
     from rt_f2f.lipsync.faces import FaceBox
+    from rt_f2f.lipsync.shared_generator import SharedGenerator
     from rt_f2f.lipsync.stream import LOOKAHEAD_S, LipSyncStream
 
     half = FRAME_SIZE // 2
@@ -551,7 +551,8 @@ def _ramp(result: SuiteResult, label: str, counts: tuple[int, ...], run: Callabl
 def batcher_host_cost(max_batch: int, frames: int = 4096) -> float:
     """Seconds of host time the batching policy spends per frame (submit, plan, stack the batch, settle), measured
     on its own with a generator that costs nothing: the ceiling it puts on frames/s per host thread."""
-    from rt_f2f.lipsync.batcher import BatchCore, CostModel
+    from rt_f2f.lipsync.batcher import BatchCore
+    from rt_f2f.lipsync.costmodel import CostModel
 
     rng = np.random.default_rng(0)
     mel = rng.standard_normal((1, 1, 80, 16)).astype(np.float32)
@@ -594,7 +595,7 @@ def streams_suite(
         "fps": FPS, "lag limit s": LAG_LIMIT_S, "skip limit": SKIP_LIMIT, "deadline after hand-over s": BUDGET_S,
         "seconds per step": plan.stream_seconds, "max batch": plan.max_batch, "generator": dict(best),
         "lookahead s (audio ahead)": LOOKAHEAD_S, "frame size": FRAME_SIZE})  # fmt: skip
-    from rt_f2f.lipsync.batcher import SharedGenerator
+    from rt_f2f.lipsync.shared_generator import SharedGenerator
 
     backend = simulated or make_backend(plan, best)
     result.settings["backend"] = backend.name
