@@ -33,7 +33,7 @@ from .feeds.base import FeedFactory
 from .feeds.factory import default_feed_factory
 from .http_guard import GuardedAppRunner
 from .limits import ClientLimiter, Limits, MediaSettings
-from .rooms import Registry
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 
