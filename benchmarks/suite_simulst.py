@@ -65,7 +65,8 @@ def run(ctx: BenchContext) -> SuiteResult:
     from rt_f2f.asr.whisper import load_whisper
     from rt_f2f.audio import read_audio
     from rt_f2f.mt import get_translator
-    from rt_f2f.speech import SpeechConfig, SpeechEngine, translate_recording
+    from rt_f2f.recording import translate_recording
+    from rt_f2f.speech import SpeechConfig, SpeechEngine
     from rt_f2f.tts import get_synthesizer
 
     clips = 2 if ctx.quick else 3

@@ -75,7 +75,8 @@ def run(ctx: BenchContext) -> SuiteResult:
     from rt_f2f.audio import read_audio
     from rt_f2f.errors import RtF2fError
     from rt_f2f.rates import ENGINE_RATE
-    from rt_f2f.speech import SpeechConfig, SpeechEngine, build_report, translate_recording
+    from rt_f2f.recording import build_report, translate_recording
+    from rt_f2f.speech import SpeechConfig, SpeechEngine
     from rt_f2f.waterfall import bars, stage_shares
 
     samples = read_audio(SAMPLE, ENGINE_RATE)

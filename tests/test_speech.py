@@ -10,7 +10,8 @@ import pytest
 
 from rt_f2f.cli import main
 from rt_f2f.frames import Clause, Translation, Word
-from rt_f2f.speech import ClauseRecord, captions_for, place
+from rt_f2f.recording import ClauseRecord, place
+from rt_f2f.speech import captions_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "en_sample.wav"

@@ -656,7 +656,8 @@ def speech_suite(plan: Plan, progress: Callable[[str], None]) -> SuiteResult:
     from rt_f2f.audio import read_audio
     from rt_f2f.errors import RtF2fError
     from rt_f2f.rates import ENGINE_RATE
-    from rt_f2f.speech import SpeechConfig, SpeechEngine, load_models, translate_recording
+    from rt_f2f.recording import translate_recording
+    from rt_f2f.speech import SpeechConfig, SpeechEngine, load_models
 
     config = SpeechConfig(source="en", target="pt")
     try:
