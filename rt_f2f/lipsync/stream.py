@@ -7,9 +7,9 @@ frame in batches) until either ``batch_size`` are ready or the oldest would othe
 of media time (the video clock: the latest frame pts pushed), whichever comes first. Frames leave strictly in arrival order; a frame without a
 face is not sent to the generator but still waits its turn, and is counted.
 
-With a backend that has ``submit`` (a ``shared_generator.GeneratorClient``: one generator shared by many streams), a batch
-is handed over without waiting; its frames leave once the shared generator settles them (``poll`` collects them
-between pushes). A frame the shared generator skipped as late goes out with its original mouth, counted in
+With a backend that has ``submit`` (a ``shared_generator.GeneratorClient``: one generator shared by many
+streams), a batch is handed over without waiting; its frames leave once the shared generator settles them (``poll``
+collects them between pushes). A frame the shared generator skipped as late goes out with its original mouth, counted in
 ``frames_skipped_late``.
 
 The mel windows are computed per batch from the buffered audio, aligned to the mel hop on the audio clock, so they
