@@ -7,15 +7,41 @@ The command only: flags, the checks that run before minutes of work, and what it
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+from typing import Any
 
 from .asr.window import STREAMING_WINDOW, EncoderWindow
 from .errors import MediaError
 from .rates import ENGINE_RATE
 
 
+def summary_lines(report: dict[str, Any], out: str, seconds: float, target: str) -> list[str]:
+    """What the command prints. A fast run's figures come from a computation-unaware timeline (each clause placed
+    at its source time), so they are labelled as such: read as live latency they would mislead, even go negative."""
+    lines = [
+        f"wrote {out} ({seconds:.1f} s of {target} speech)",
+        f"transcript:  {report['transcript']}",
+        f"translation: {report['translation']}",
+    ]
+    evs = report["ear_voice_span"]
+    if not evs["n"]:
+        return lines
+    figures = f"ear-voice span p50 {evs['p50']:.2f} s, p95 {evs['p95']:.2f} s"
+    if report["mode"] == "realtime":
+        shares = report["waterfall"]["stage_share"]
+        lines.append(f"{figures} (live)")
+        lines.append("where it went (p50): " + ", ".join(f"{k} {v['p50']:.2f} s" for k, v in shares.items()))
+    else:
+        lines.append(
+            f"{figures} (computation-unaware: each clause placed at its source time, so it can be negative; add "
+            "--realtime for what a live listener gets)"
+        )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .audio import atomic_output, read_audio, write_json, write_wav
     from .clauses import ClauseConfig
     from .outputs import check_outputs
@@ -49,19 +75,8 @@ def run(args: argparse.Namespace) -> int:
         write_wav(tmp, result.audio, result.sample_rate)
     if args.report:
         write_json(args.report, report)
-    evs = report["ear_voice_span"]
-    print(f"wrote {args.out} ({result.audio.size / result.sample_rate:.1f} s of {config.target} speech)")
-    print(f"transcript:  {report['transcript']}")
-    print(f"translation: {report['translation']}")
-    if evs["n"] and result.realtime:
-        print(f"ear-voice span p50 {evs['p50']:.2f} s, p95 {evs['p95']:.2f} s (live)")
-        shares = report["waterfall"]["stage_share"]
-        print("where it went (p50): " + ", ".join(f"{k} {v['p50']:.2f} s" for k, v in shares.items()))
-    elif evs["n"]:
-        print(
-            f"ear-voice span p50 {evs['p50']:.2f} s, p95 {evs['p95']:.2f} s (computation-unaware: each clause placed "
-            "at its source time, so it can be negative; add --realtime for what a live listener gets)"
-        )
+    seconds = result.audio.size / result.sample_rate
+    print("\n".join(summary_lines(report, args.out, seconds, config.target)))
     return 0
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .frames import Word
+if TYPE_CHECKING:
+    from .frames import Word
 
 
 def transcribe_file(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MediaError, RtF2fError
+from .names import add_backend_argument
 
 
 def _str2bool(value: str) -> bool:
@@ -51,7 +52,7 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--face_det_batch_size", type=int, default=16, help="frames tracked per face-detector batch (default: 16)"
     )
-    p.add_argument("--backend", default=None, help="lip-sync backend: torch, onnxruntime, tensorrt... (default: best)")
+    add_backend_argument(p, "--backend")
     add_face_arguments(p, detect_every=5)
     p.add_argument(
         "--crop", type=int, nargs=4, default=[0, -1, 0, -1], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
