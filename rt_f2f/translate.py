@@ -217,7 +217,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({result.frames_written} frames), {out.with_suffix('.vtt')}")
     print(f"translation: {report['translation']}")
     if evs["n"]:
-        print(f"ear-voice span p50 {evs['p50']:.2f} s; output delay max {report['output_delay']['max_s']:.2f} s")
+        live = "live" if args.realtime else "computation-unaware: speech placed when its clause ends; add --realtime"
+        print(
+            f"ear-voice span p50 {evs['p50']:.2f} s; output delay max {report['output_delay']['max_s']:.2f} s ({live})"
+        )
     return 0
 
 
