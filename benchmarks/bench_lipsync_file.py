@@ -174,7 +174,7 @@ def measure(
 ) -> dict[str, Any]:
     from rt_f2f.lipsync.backends import load_backend
     from rt_f2f.lipsync.detectors import load_detector
-    from rt_f2f.lipsync.filecmd import lipsync_file
+    from rt_f2f.lipsync.filerun import lipsync_file
 
     with tempfile.TemporaryDirectory(prefix="rt-f2f-bench-lipsync-") as tmp:
         folder = Path(tmp)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import BenchContext, Suite, SuiteResult, skipped, wer
+from rt_f2f.rates import ENGINE_RATE
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 CHUNK_S = 0.5  # audio arrives in half-second pieces, as from the VAD
@@ -79,7 +80,8 @@ def run(ctx: BenchContext) -> SuiteResult:
     clips = librivox_clips()
     if not clips:
         return skipped("asr", f"no English test speech: install Debian pocketsphinx-testdata ({LIBRIVOX})")
-    from rt_f2f.asr.policy import FixedChunkPolicy, LocalAgreementPolicy, StreamingPolicy, TranscribeFn, replay
+    from rt_f2f.asr.policy import FixedChunkPolicy, LocalAgreementPolicy, StreamingPolicy, TranscribeFn
+    from rt_f2f.asr.replay import replay
     from rt_f2f.asr.whisper import load_whisper
     from rt_f2f.asr.window import FULL_WINDOW, STREAMING_WINDOW, EncoderWindow
     from rt_f2f.audio import read_audio
@@ -100,9 +102,9 @@ def run(ctx: BenchContext) -> SuiteResult:
         FIXED: lambda: FixedChunkPolicy(transcribe(STREAMING_WINDOW)),
     }
     tallies = {label: Tally() for label in runs}
-    asr.transcribe(read_audio(clips[0][0], 16000), language="en")  # the first call pays one-time set-up costs
+    asr.transcribe(read_audio(clips[0][0], ENGINE_RATE), language="en")  # the first call pays one-time set-up costs
     for i, (wav, reference) in enumerate(clips):
-        audio = read_audio(wav, 16000)
+        audio = read_audio(wav, ENGINE_RATE)
         order = list(runs) if i % 2 == 0 else list(reversed(runs))  # neither setting always runs first
         for label in order:
             ctx.progress(f"  asr {label}: {wav.name}")
@@ -112,7 +114,7 @@ def run(ctx: BenchContext) -> SuiteResult:
             tally.heard += [c.heard_at - c.word.end for c in outcome.commits]
             tally.errors.append(wer(reference, outcome.text))
             tally.calls += outcome.compute_s
-            tally.audio_s += audio.size / 16000
+            tally.audio_s += audio.size / ENGINE_RATE
             if not ctx.quick and label != FIXED:
                 free = replay(runs[label](), audio, chunk_s=CHUNK_S, computation_aware=False)
                 tally.unaware_errors.append(wer(reference, free.text))

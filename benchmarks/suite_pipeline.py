@@ -26,6 +26,7 @@ import numpy as np
 
 from benchmarks.common import BenchContext, Suite, SuiteResult, skipped
 from benchmarks.suite_lipsync import shared_checkpoint
+from rt_f2f.rates import ENGINE_RATE
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "en_sample.wav"
@@ -51,8 +52,8 @@ def build_clip(folder: Path, seconds: float) -> Path:
     from rt_f2f.audio import read_audio
     from rt_f2f.video import write_video
 
-    audio = read_audio(SAMPLE, 16000)[: int(seconds * 16000)]
-    n = int(round(audio.size / 16000 * FPS))
+    audio = read_audio(SAMPLE, ENGINE_RATE)[: int(seconds * ENGINE_RATE)]
+    n = int(round(audio.size / ENGINE_RATE * FPS))
     cycle = _moving_frames(min(n, MOTION_FRAMES), SIZE)
     period = max(1, 2 * len(cycle) - 2)
     frames = [cycle[min(i % period, period - i % period)] for i in range(n)]  # ping-pong through the motion
@@ -196,7 +197,7 @@ def run(ctx: BenchContext) -> SuiteResult:
     from rt_f2f.errors import RtF2fError
     from rt_f2f.lipsync.backends import default_backend, load_backend
     from rt_f2f.lipsync.stream import LipSyncStream
-    from rt_f2f.speech import INPUT_RATE, SpeechConfig, load_models
+    from rt_f2f.speech import SpeechConfig, load_models
 
     seconds = QUICK_SECONDS if ctx.quick else 60.0  # the whole sample otherwise (11.6 s)
     try:
@@ -209,8 +210,8 @@ def run(ctx: BenchContext) -> SuiteResult:
             video = build_clip(folder, seconds)
         except pytest.skip.Exception as exc:
             return skipped("pipeline", f"no talking clip can be built here: {exc}")
-        samples = read_audio(video, INPUT_RATE)  # the clip's own (AAC-decoded) sound, as `rt-f2f translate` reads it
-        duration = samples.size / INPUT_RATE
+        samples = read_audio(video, ENGINE_RATE)  # the clip's own (AAC-decoded) sound, as `rt-f2f translate` reads it
+        duration = samples.size / ENGINE_RATE
         backend_name = default_backend()
         backend = load_backend(backend_name, shared_checkpoint())
         backend.warmup(4)

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmarks.common import BenchContext, Suite, SuiteResult, skipped
 from benchmarks.simulst import average_lagging, translation_quality
+from rt_f2f.rates import ENGINE_RATE
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "en_sample.wav"
@@ -24,7 +25,7 @@ CLIP_ENDS = (2.99, 8.29, 11.58)  # the sample's three LibriVox clips end here (s
 def _words(asr, audio: np.ndarray, rate: int) -> list:
     from rt_f2f.audio import resample
 
-    return list(asr.transcribe(resample(audio, rate, 16000), language="pt").words)
+    return list(asr.transcribe(resample(audio, rate, ENGINE_RATE), language="pt").words)
 
 
 def _metrics(result: SuiteResult, label: str, words: list, source_s: float, reference: str) -> None:
@@ -64,12 +65,13 @@ def run(ctx: BenchContext) -> SuiteResult:
     from rt_f2f.asr.whisper import load_whisper
     from rt_f2f.audio import read_audio
     from rt_f2f.mt import get_translator
-    from rt_f2f.speech import SpeechConfig, SpeechEngine, translate_recording
+    from rt_f2f.recording import translate_recording
+    from rt_f2f.speech import SpeechConfig, SpeechEngine
     from rt_f2f.tts import get_synthesizer
 
     clips = 2 if ctx.quick else 3
     source_s = CLIP_ENDS[clips - 1]
-    samples = read_audio(SAMPLE, 16000)[: int(source_s * 16000)]
+    samples = read_audio(SAMPLE, ENGINE_RATE)[: int(source_s * ENGINE_RATE)]
     reference = " ".join(REFERENCE.read_text().splitlines()[:clips])
     result = SuiteResult("simulst", settings={"pair": "en->pt", "source_s": source_s, "reference": str(REFERENCE)})
     asr = load_whisper("whisper-base")

@@ -75,12 +75,14 @@ def run(ctx: BenchContext) -> SuiteResult:
         return skipped("speech", f"{SAMPLE} is missing (it ships with the repository)")
     from rt_f2f.audio import read_audio
     from rt_f2f.errors import RtF2fError
-    from rt_f2f.speech import INPUT_RATE, SpeechConfig, SpeechEngine, build_report, translate_recording
+    from rt_f2f.rates import ENGINE_RATE
+    from rt_f2f.recording import build_report, translate_recording
+    from rt_f2f.speech import SpeechConfig, SpeechEngine
     from rt_f2f.waterfall import bars, stage_shares
 
-    samples = read_audio(SAMPLE, INPUT_RATE)
+    samples = read_audio(SAMPLE, ENGINE_RATE)
     if ctx.quick:
-        samples = samples[: int(QUICK_SECONDS * INPUT_RATE)]
+        samples = samples[: int(QUICK_SECONDS * ENGINE_RATE)]
     config = SpeechConfig(source="en", target="pt")
     engine = SpeechEngine(config)
     try:
@@ -90,9 +92,9 @@ def run(ctx: BenchContext) -> SuiteResult:
     old_config = todays_engine(config)
     runs = {}
     # the two live runs take turns so machine load falls on both alike; a warm-up pays one-time costs first
-    asyncio.run(translate_recording(SpeechEngine(config, engine.models), samples[: INPUT_RATE * 2], realtime=False))
+    asyncio.run(translate_recording(SpeechEngine(config, engine.models), samples[: ENGINE_RATE * 2], realtime=False))
     for label, cfg in (("rt-f2f", config), ("today's engine", old_config)):
-        ctx.progress(f"  speech: live en->pt over {samples.size / INPUT_RATE:.1f} s of speech ({label})")
+        ctx.progress(f"  speech: live en->pt over {samples.size / ENGINE_RATE:.1f} s of speech ({label})")
         live = asyncio.run(translate_recording(SpeechEngine(cfg, engine.models), samples, realtime=True))
         runs[label] = (live, build_report(live, cfg, str(SAMPLE)))
     live, report = runs["rt-f2f"]
@@ -100,9 +102,9 @@ def run(ctx: BenchContext) -> SuiteResult:
     if not live.clauses:
         return SuiteResult("speech", status="failed", reason="the engine produced no translated clause")
     ctx.progress("  speech: offline baseline (whole file -> Whisper -> MT -> TTS -> VC)")
-    base = offline_block(engine, samples, INPUT_RATE, config.target, config.voice_conversion)
+    base = offline_block(engine, samples, ENGINE_RATE, config.target, config.voice_conversion)
 
-    duration = samples.size / INPUT_RATE
+    duration = samples.size / ENGINE_RATE
     result = SuiteResult(
         "speech",
         settings={

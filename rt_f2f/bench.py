@@ -1,8 +1,8 @@
 """``rt-f2f bench``: run the suites in ``benchmarks/`` and write results.json, plots and a Markdown report.
 
-The suites live in the ``benchmarks`` package (one module per suite, each exposing ``SUITE``); this module only
-runs them, checks what they return, and renders it. A suite that raises is reported as failed with its error,
-and the others still run.
+The suites live in the ``benchmarks`` package of a source checkout (one module per suite, each exposing ``SUITE``;
+``benchmarks.runner`` runs them, and a suite that raises is reported as failed while the others still run). This
+module finds that package (``load_benchmarks``), checks what the run returns, and renders it.
 """
 
 from __future__ import annotations
@@ -11,58 +11,43 @@ import argparse
 import importlib
 import json
 import math
-import time
-import traceback
+import sys
 from pathlib import Path
 from typing import Any
 
 from .errors import RtF2fError
 
-PACKAGES = (
-    "rt-f2f", "numpy", "torch", "onnxruntime", "ctranslate2", "faster-whisper", "piper-tts", "kokoro-onnx",
-    "aiortc", "av", "mediapipe",
-)  # fmt: skip
+BENCHMARKS = "benchmarks"  # the suites' package: in a source checkout, never installed with rt_f2f
 
 
-def _suites() -> dict[str, Any]:
-    from benchmarks import SUITE_MODULES
+def benchmarks_root() -> Path | None:
+    """The checkout whose ``benchmarks/`` holds the suites: the working folder first, then the one this rt_f2f is in.
 
-    return SUITE_MODULES
+    ``benchmarks`` depends on rt_f2f, never the other way (rt_f2f <- engines <- benchmarks), and it is not part of
+    an installed rt-f2f; so the suites are found by place, as plug-ins, and loaded by name, the way ``cli`` loads
+    subcommands. An installed ``rt-f2f`` run in the repository root therefore finds them too.
+    """
+    for root in (Path.cwd().resolve(), Path(__file__).resolve().parent.parent):
+        if (root / BENCHMARKS / "runner.py").is_file():
+            return root
+    return None
 
 
-def run_suites(names: list[str] | None, quick: bool, device: str, out_dir: Path) -> dict[str, Any]:
-    from benchmarks.common import BenchContext, SuiteResult, machine_info, skipped, versions
-
-    modules = _suites()
-    unknown = [n for n in names or [] if n not in modules]
-    if unknown:
-        raise RtF2fError(f"unknown suite(s): {', '.join(unknown)}", "known suites: " + ", ".join(modules))
-    ctx = BenchContext(quick=quick, device=device, out_dir=str(out_dir))
-    results = []
-    selected = names or list(modules)
-    for i, name in enumerate(selected, 1):
-        ctx.progress(f"[bench {i}/{len(selected)}] {name} ...")
-        start = time.perf_counter()
-        try:
-            module = importlib.import_module(modules[name])
-        except ImportError as exc:
-            result = skipped(name, f"component not built or not importable: {exc}")
-        else:
-            try:
-                result = module.SUITE.run(ctx)
-            except Exception as exc:  # a broken suite must not hide the others
-                result = SuiteResult(suite=name, status="failed", reason=f"{type(exc).__name__}: {exc}")
-                ctx.progress(traceback.format_exc())
-        result.seconds = time.perf_counter() - start
-        ctx.progress(f"[bench {i}/{len(selected)}] {name}: {result.status} in {result.seconds:.1f} s")
-        results.append(result)
-    return {
-        "schema": "rt-f2f-bench/1",
-        "machine": machine_info(),
-        "versions": versions(PACKAGES),
-        "settings": {"quick": quick, "device": device, "suites": selected},
-        "suites": [r.to_json() for r in results],
-    }
+def load_benchmarks(module: str = BENCHMARKS) -> Any:
+    """``benchmarks`` (or one of its modules) from the checkout ``benchmarks_root`` finds."""
+    root = benchmarks_root()
+    if root is None:
+        raise RtF2fError(
+            "the benchmark suites are not here: they ship with the rt-f2f source, not with an installed package",
+            "run rt-f2f bench in the root of an rt-f2f checkout",
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    loaded = importlib.import_module(module)
+    where = Path(loaded.__file__ or "").resolve()
+    if not where.is_relative_to(root / BENCHMARKS):
+        raise RtF2fError(f"'{module}' was imported from {where}, not from {root}", "rename the other package")
+    return loaded
 
 
 def validate(report: dict[str, Any]) -> list[str]:
@@ -242,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise RtF2fError("--device cuda: no CUDA device is visible", "run on a GPU machine, or use --device cpu")
-    report = run_suites(args.suite, args.quick, args.device, out_dir)
+    report = load_benchmarks(f"{BENCHMARKS}.runner").run_suites(args.suite, args.quick, args.device, out_dir)
     problems = validate(report)
     if problems:
         raise RtF2fError("benchmark results failed validation: " + "; ".join(problems), "this is a bug in a suite")
@@ -257,9 +242,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure latency, frame rate and cost; write results.json, plots, report")
     p.add_argument("--quick", action="store_true", help="short runs (about 5 minutes on 2 CPU cores)")
     try:
-        suites = ", ".join(_suites())
-    except ImportError:  # an install without the benchmarks package: run_suites says so when asked to run
-        suites = "none installed"
+        suites = ", ".join(load_benchmarks().SUITE_MODULES)
+    except RtF2fError:  # not in a checkout: run says so, with what to do, when asked to run
+        suites = "none here: run in the root of an rt-f2f checkout"
     p.add_argument("--suite", nargs="+", metavar="NAME", help=f"run only these suites ({suites})")
     p.add_argument("--out", default="bench-results", help="output folder (default: bench-results)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

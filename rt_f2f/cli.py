@@ -20,7 +20,7 @@ from .errors import RtF2fError
 SUBCOMMAND_MODULES = (
     "rt_f2f.models.cli",
     "rt_f2f.transcribe",
-    "rt_f2f.speech",
+    "rt_f2f.speechcmd",
     "rt_f2f.lipsync.filecmd",
     "rt_f2f.train.preprocess",
     "rt_f2f.train.cli",

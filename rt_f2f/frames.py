@@ -157,3 +157,9 @@ class ControlEvent:
 def join_words(words: tuple[Word, ...] | list[Word]) -> str:
     """Whisper words carry their own leading spaces; join them and tidy the ends."""
     return "".join(w.text for w in words).strip()
+
+
+# Any frame a stage may emit or a pipeline tap may see; functions that sort frames by kind take this, not Any.
+Frame = (
+    AudioChunk | VideoFrame | SpeechSegment | Transcript | Clause | Translation | SpeechChunk | Caption | ControlEvent
+)

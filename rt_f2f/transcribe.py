@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .frames import Word
+if TYPE_CHECKING:
+    from .frames import Word
 
 
 def transcribe_file(
     path: str | Path, language: str | None = None, model: str = "whisper-base", beam_size: int = 5
 ) -> tuple[str, str, list[Word]]:
     """(text, language, words) of the first audio stream of ``path``; words carry times in seconds from its start."""
-    from .asr.whisper import SAMPLE_RATE, load_whisper
+    from .asr.whisper import load_whisper
     from .audio import read_audio
+    from .rates import ENGINE_RATE
 
-    audio = read_audio(path, sample_rate=SAMPLE_RATE)  # a bad file fails before the model loads
+    audio = read_audio(path, sample_rate=ENGINE_RATE)  # a bad file fails before the model loads
     asr = load_whisper(model)
     language = asr.check_language(language)  # a bad code fails before minutes of decoding
     result = asr.transcribe(audio, language=language, beam_size=beam_size)

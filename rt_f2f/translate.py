@@ -7,21 +7,17 @@ language, ``OUT.<source>.vtt`` in the source language, both on the output clock)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import tempfile
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .audio import atomic_output, read_audio, write_json
 from .errors import MediaError
-from .lipsync.names import BACKEND_NAMES
+from .lipsync.names import add_backend_argument
 from .rates import ENGINE_RATE
 
-if TYPE_CHECKING:  # the pipeline loads inside run(): ``rt-f2f --help`` stays instant
+if TYPE_CHECKING:  # numpy and the pipeline load inside the functions: ``rt-f2f translate --help`` stays instant
+    import numpy as np
+
     from .av.config import FaceToFaceResult
     from .frames import Caption
     from .lipsync.stream import LipSyncStream
@@ -30,7 +26,10 @@ if TYPE_CHECKING:  # the pipeline loads inside run(): ``rt-f2f --help`` stays in
 
 def mux_audio(video_only: Path, audio: np.ndarray, rate: int, out: Path) -> None:
     """Copy the H.264 stream of ``video_only`` and add ``audio`` as AAC: one file, no re-encoding of video."""
+    from fractions import Fraction
+
     import av
+    import numpy as np
 
     with av.open(str(video_only)) as src, av.open(str(out), "w", format="mp4") as dst:
         vin = src.streams.video[0]
@@ -62,6 +61,8 @@ def _vtt_time(t: float) -> str:
 
 
 def write_vtt(path: Path, cues: list[tuple[float, float, str]]) -> None:
+    from .audio import atomic_output
+
     lines = ["WEBVTT", ""]
     for i, (start, end, text) in enumerate(sorted(cues), 1):
         lines += [str(i), f"{_vtt_time(start)} --> {_vtt_time(max(end, start + 0.5))}", text.strip(), ""]
@@ -89,6 +90,8 @@ def caption_cues(result: FaceToFaceResult, delay: float) -> tuple[list, list]:
 def build_report(
     result: FaceToFaceResult, engine: SpeechEngine, args: argparse.Namespace, lipsync: dict[str, Any]
 ) -> dict[str, Any]:
+    import numpy as np
+
     from .av.config import ear_voice_spans
 
     metrics = result.scheduler.metrics()
@@ -161,6 +164,10 @@ def _load_lipsync(args: argparse.Namespace, fps: float) -> tuple[LipSyncStream |
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import tempfile
+
+    from .audio import atomic_output, read_audio, write_json
     from .av.config import OUTPUT_RATE, FaceToFaceConfig
     from .av.facetoface import FaceToFace
     from .errors import RtF2fError
@@ -211,7 +218,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({result.frames_written} frames), {out.with_suffix('.vtt')}")
     print(f"translation: {report['translation']}")
     if evs["n"]:
-        print(f"ear-voice span p50 {evs['p50']:.2f} s; output delay max {report['output_delay']['max_s']:.2f} s")
+        live = "live" if args.realtime else "computation-unaware: speech placed when its clause ends; add --realtime"
+        print(
+            f"ear-voice span p50 {evs['p50']:.2f} s; output delay max {report['output_delay']['max_s']:.2f} s ({live})"
+        )
     return 0
 
 
@@ -225,7 +235,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint_path",
         help="Wav2Lip checkpoint (.pth) or LipGAN weights (.h5, recognised); without it the video passes through",
     )
-    p.add_argument("--backend", choices=BACKEND_NAMES, help="lip-sync backend (default: the fastest available here)")
+    add_backend_argument(p, "--backend")
     p.add_argument("--lipsync-batch", type=int, default=8, help="frames per generator call")
     p.add_argument("--delay", type=float, default=2.0, help="target delay D in seconds (default 2.0)")
     p.add_argument(

@@ -29,7 +29,6 @@ from .frames import AudioChunk, ControlEvent, ControlKind, SpeechSegment
 from .rates import ENGINE_RATE
 from .stage import Stage
 
-VAD_RATE = ENGINE_RATE  # webrtcvad takes 8/16/32/48 kHz; the engine runs at 16 kHz
 FRAME_MS_CHOICES = (10, 20, 30)
 MAX_INPUT_RATE = 384_000
 
@@ -79,7 +78,7 @@ class StreamResampler:
     input that has not arrived yet, so output sample ``i`` always sits at input time ``i / rate_out``.
     """
 
-    def __init__(self, rate_in: int, rate_out: int = VAD_RATE) -> None:
+    def __init__(self, rate_in: int, rate_out: int = ENGINE_RATE) -> None:
         g = gcd(int(rate_in), int(rate_out))
         self.up, self.down = int(rate_out) // g, int(rate_in) // g
         max_rate = max(self.up, self.down)
@@ -143,7 +142,7 @@ class VADSegmenter:
         self.config = config or VADConfig()
         self.source = source
         self._vad = webrtcvad.Vad(self.config.aggressiveness)
-        self._frame_len = VAD_RATE * self.config.frame_ms // 1000
+        self._frame_len = ENGINE_RATE * self.config.frame_ms // 1000
         self._onset = max(1, self.config.frames(self.config.onset_ms))
         self._preroll = self.config.frames(self.config.preroll_ms)
         self._postroll = self.config.frames(self.config.postroll_ms)
@@ -205,7 +204,7 @@ class VADSegmenter:
         for k in range(whole):
             frame = data[k * self._frame_len : (k + 1) * self._frame_len]
             pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-            voiced = self._vad.is_speech(pcm, VAD_RATE)
+            voiced = self._vad.is_speech(pcm, ENGINE_RATE)
             energy = float(np.mean(frame.astype(np.float64) ** 2))
             out += self._step(_Frame(frame.copy(), self._frame_count, voiced, energy))
             self._frame_count += 1
@@ -270,7 +269,7 @@ class VADSegmenter:
 
     def _emit(self, frames: list[_Frame], final: bool, advance: bool = False, trailing: int = 0) -> SpeechSegment:
         audio = AudioChunk(
-            np.concatenate([f.samples for f in frames]), VAD_RATE, self._time(frames[0].index), self.source
+            np.concatenate([f.samples for f in frames]), ENGINE_RATE, self._time(frames[0].index), self.source
         )
         segment = SpeechSegment(audio, self._next_id, final, trailing * self.config.frame_ms / 1000.0)
         if advance:

@@ -10,15 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rt_f2f.asr import word_error_rate
-from rt_f2f.asr.policy import (
-    AlignAttPolicy,
-    ASRStage,
-    FixedChunkPolicy,
-    LocalAgreementPolicy,
-    PolicyUpdate,
-    normalise,
-    replay,
-)
+from rt_f2f.asr.base import ASRResult
+from rt_f2f.asr.policy import AlignAttPolicy, FixedChunkPolicy, LocalAgreementPolicy, PolicyUpdate, normalise
+from rt_f2f.asr.replay import replay
+from rt_f2f.asr.stage import ASRStage
 from rt_f2f.asr.window import FULL_WINDOW, STREAMING_WINDOW, EncoderWindow
 from rt_f2f.frames import AudioChunk, ControlEvent, ControlKind, SpeechSegment, Transcript, Word, join_words
 from rt_f2f.stage import LatencyLog, Pipeline
@@ -258,11 +253,6 @@ def test_fixed_chunks_are_transcribed_alone_and_committed_at_once() -> None:
     assert seen == [(5.0, 1000), (6.0, 1000), (7.0, 500)]
 
 
-class FakeResult:
-    def __init__(self, words, language):
-        self.words, self.language = tuple(words), language
-
-
 class FakeRecogniser:
     """Hears the words whose audio has arrived; detects 'de' when asked to."""
 
@@ -271,14 +261,14 @@ class FakeRecogniser:
         self.languages: list[str | None] = []
         self.windows: list[EncoderWindow] = []
 
-    def check_language(self, code):
+    def check_language(self, code: str | None) -> str | None:
         return code
 
-    def transcribe(self, audio, language=None, prompt="", offset=0.0, beam_size=1, window=FULL_WINDOW) -> FakeResult:
+    def transcribe(self, audio, language=None, prompt="", offset=0.0, beam_size=1, window=FULL_WINDOW) -> ASRResult:
         self.languages.append(language)
         self.windows.append(window)
         end = offset + audio.size / 16000
-        return FakeResult([w for w in self.words if w.start >= offset - 1e-6 and w.end <= end], "de")
+        return ASRResult(tuple(w for w in self.words if w.start >= offset - 1e-6 and w.end <= end), "de", 1.0)
 
 
 async def test_asr_stage_turns_growing_segments_into_stable_transcripts() -> None:

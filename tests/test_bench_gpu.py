@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.gpu import bench_gpu
 from rt_f2f.bench import validate
-from rt_f2f.lipsync.batcher import CostModel
+from rt_f2f.lipsync.costmodel import CostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

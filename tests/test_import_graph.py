@@ -2,7 +2,8 @@
 
 A lazy import inside a function hides a circle from Python at start-up but not from a reader: the two modules
 still cannot be understood, tested or moved apart. Only imports under ``if TYPE_CHECKING:`` are left out (they
-never run).
+never run). The top-level packages are layered the same way: rt_f2f <- engines <- benchmarks (each imports only
+those to its left), so the product never needs its command-line tools or its benchmarks to run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "rt_f2f"
+LAYERS = ("rt_f2f", "engines", "benchmarks")  # each may import only the packages before it
 
 
 def _module_names(root: Path) -> dict[str, tuple[Path, bool]]:
@@ -112,3 +114,33 @@ def test_rt_f2f_has_no_import_circles():
     graph = import_graph()
     assert "rt_f2f.lipsync.s3fd" in graph and graph["rt_f2f.cli"], "the walk found no modules: is ROOT right?"
     assert circles(graph) == []
+
+
+def top_level_imports(package: Path) -> dict[str, set[str]]:
+    """Module file (relative to the repository) -> the top-level packages its imports name, lazy ones included."""
+    out = {}
+    for path in sorted(package.rglob("*.py")):
+        names = set()
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif not node.level and node.module:
+                names.add(node.module.split(".")[0])
+        out[path.relative_to(package.parent).as_posix()] = names
+    return out
+
+
+def test_layer_checker_sees_a_lazy_import_upwards(tmp_path):
+    (tmp_path / "rt_f2f").mkdir()
+    (tmp_path / "rt_f2f" / "x.py").write_text("import os\n\ndef f():\n    from benchmarks.common import wer\n")
+    assert top_level_imports(tmp_path / "rt_f2f") == {"rt_f2f/x.py": {"os", "benchmarks"}}
+
+
+def test_packages_import_only_the_layers_below_them():
+    repo = ROOT.parent
+    for i, layer in enumerate(LAYERS):
+        above = set(LAYERS[i + 1 :])
+        found = top_level_imports(repo / layer)
+        assert found, f"no modules found in {layer}/"
+        wrong = {module: sorted(names & above) for module, names in found.items() if names & above}
+        assert wrong == {}, f"{layer} must not import {sorted(above)}"

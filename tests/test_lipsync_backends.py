@@ -17,6 +17,7 @@ from lipsync_fixtures import shared_checkpoint, shared_engine_cache, write_rando
 
 from engines import export_onnx, tensorrt_build
 from rt_f2f.errors import BackendUnavailableError, MediaError, ModelFormatError, RtF2fError
+from rt_f2f.lipsync import onnx_export, tensorrt_engine
 from rt_f2f.lipsync.backends import available_backends, cpu_has_native_bf16, default_backend, load_backend
 from rt_f2f.lipsync.checkpoint import load_wav2lip
 
@@ -122,21 +123,21 @@ def test_bad_inputs_are_refused(ort_backend):
 
 def test_onnx_export_has_a_dynamic_batch_axis_and_is_cached(checkpoint, ort_backend):
     path = ort_backend.onnx_path
-    assert path == export_onnx.onnx_cache_path(checkpoint, shared_engine_cache())
+    assert path == onnx_export.onnx_cache_path(checkpoint, shared_engine_cache())
     model = onnx.load(str(path), load_external_data=False)
     onnx.checker.check_model(str(path))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     for value in (*model.graph.input, *model.graph.output):
         assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
     before = path.stat().st_mtime_ns
-    assert export_onnx.ensure_onnx(checkpoint, shared_engine_cache()) == path  # second use: no re-export
+    assert onnx_export.ensure_onnx(checkpoint, shared_engine_cache()) == path  # second use: no re-export
     assert path.stat().st_mtime_ns == before
 
 
 def test_cache_key_follows_the_checkpoint_bytes(tmp_path, checkpoint):
     other = write_random_checkpoint(tmp_path / "other.pth", "wav2lip", seed=1)
-    assert export_onnx.onnx_cache_path(other, tmp_path) != export_onnx.onnx_cache_path(checkpoint, tmp_path)
-    assert export_onnx.onnx_cache_path(checkpoint, tmp_path).name.startswith("wav2lip-")
+    assert onnx_export.onnx_cache_path(other, tmp_path) != onnx_export.onnx_cache_path(checkpoint, tmp_path)
+    assert onnx_export.onnx_cache_path(checkpoint, tmp_path).name.startswith("wav2lip-")
 
 
 def test_given_onnx_file_is_used_as_is(ort_backend, tmp_path):
@@ -183,7 +184,7 @@ def test_fp16_on_cpu_is_refused(checkpoint):
 
 def test_engine_cache_key_separates_what_an_engine_depends_on():
     base = ("ab" * 32, "NVIDIA H100 80GB HBM3 sm_90", "10.3.0", "fp16", (1, 8, 32))
-    key = tensorrt_build.engine_key(*base)
+    key = tensorrt_engine.engine_key(*base)
     assert key.endswith(".engine") and "/" not in key and " " not in key
     variants = [
         ("cd" * 32, *base[1:]),
@@ -192,9 +193,9 @@ def test_engine_cache_key_separates_what_an_engine_depends_on():
         (*base[:3], "bf16", base[4]),
         (*base[:4], (1, 8, 64)),
     ]
-    assert len({key, *(tensorrt_build.engine_key(*v) for v in variants)}) == 6
+    assert len({key, *(tensorrt_engine.engine_key(*v) for v in variants)}) == 6
     with pytest.raises(RtF2fError, match="min <= opt <= max"):
-        tensorrt_build.check_batch((4, 2, 8))
+        tensorrt_engine.check_batch((4, 2, 8))
 
 
 @pytest.mark.skipif(

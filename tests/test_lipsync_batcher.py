@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 
 from rt_f2f.frames import VideoFrame
 from rt_f2f.lipsync.backends import FACE_SHAPE, MEL_SHAPE
-from rt_f2f.lipsync.batcher import BatchCore, CostModel, SharedGenerator
+from rt_f2f.lipsync.batcher import BatchCore
 from rt_f2f.lipsync.composite import Blender
+from rt_f2f.lipsync.costmodel import CostModel
 from rt_f2f.lipsync.faces import FaceBox
+from rt_f2f.lipsync.shared_generator import SharedGenerator
 from rt_f2f.lipsync.stream import LipSyncStream
 
 FPS = 25.0

@@ -19,7 +19,7 @@ from lipsync_fixtures import shared_checkpoint, write_random_checkpoint
 from media_fixtures import face_photo, write_face_photo, write_speech, write_talking_clip
 
 from rt_f2f.errors import MediaError, ModelFormatError, RtF2fError
-from rt_f2f.lipsync import filecmd
+from rt_f2f.lipsync import filecmd, filerun
 from rt_f2f.lipsync.detectors import MediaPipeDetector
 from rt_f2f.lipsync.mel import frame_count, mel_steps
 from rt_f2f.video import read_frames
@@ -96,7 +96,7 @@ def test_photo_and_speech_make_a_video_of_the_audio_length_with_only_the_mouth_c
 
 def test_odd_sized_photo_gives_even_h264_and_keeps_every_pixel(media, tmp_path):
     out = tmp_path / "odd.mp4"
-    result = filecmd.lipsync_file(shared_checkpoint(), media["odd"], media["speech"], out, batch_size=8, fps=10)
+    result = filerun.lipsync_file(shared_checkpoint(), media["odd"], media["speech"], out, batch_size=8, fps=10)
     assert result.frames == 10
     info = probe(out)
     assert (info["width"], info["height"]) == (256, 204)  # padded by one replicated pixel, not cropped
@@ -107,7 +107,7 @@ def test_odd_sized_photo_gives_even_h264_and_keeps_every_pixel(media, tmp_path):
 
 def test_video_face_loops_when_shorter_and_faceless_frames_pass_through(media, tmp_path):
     out = tmp_path / "from_video.mp4"
-    result = filecmd.lipsync_file(shared_checkpoint(), media["clip"], media["speech"], out, batch_size=8)
+    result = filerun.lipsync_file(shared_checkpoint(), media["clip"], media["speech"], out, batch_size=8)
     assert result.frames == 22  # the 0.8 s clip plays forward then back to cover 1.0 s of audio (22 mel windows)
     assert result.frames_without_face == 2 and result.stats["faceless_indices"] == [6, 7]
     assert result.stats["detector_runs"] < 25  # tracked between detections
@@ -119,7 +119,7 @@ def test_video_face_loops_when_shorter_and_faceless_frames_pass_through(media, t
 
 def test_audio_track_of_a_video_as_the_audio_source(media, tmp_path):
     out = tmp_path / "mp4_audio.mp4"
-    result = filecmd.lipsync_file(shared_checkpoint(), media["photo"], media["clip"], out, batch_size=8)
+    result = filerun.lipsync_file(shared_checkpoint(), media["photo"], media["clip"], out, batch_size=8)
     assert abs(result.audio_seconds - 0.8) < 0.1  # AAC priming may add a frame's worth
     assert result.frames == frame_count(mel_steps(round(result.audio_seconds * 16000)), 25)
     assert len(probe(out)["frames"]) == result.frames
@@ -175,16 +175,16 @@ def test_bad_media_fails_with_clear_errors_and_no_output(media, tmp_path):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"this is not a video" * 100)
     with pytest.raises(MediaError, match="not a readable"):
-        filecmd.lipsync_file(ckpt, garbage, media["speech"], out)
+        filerun.lipsync_file(ckpt, garbage, media["speech"], out)
     tiny = write_speech(tmp_path / "tiny.wav", 0.01)
     with pytest.raises(MediaError, match="shorter than one video frame"):
-        filecmd.lipsync_file(ckpt, media["photo"], tiny, out)
+        filerun.lipsync_file(ckpt, media["photo"], tiny, out)
     with pytest.raises(MediaError, match="no face"):
-        filecmd.lipsync_file(ckpt, media["wall"], media["speech"], out)
+        filerun.lipsync_file(ckpt, media["wall"], media["speech"], out)
     with pytest.raises(ModelFormatError):
         bad = tmp_path / "bad.pth"
         bad.write_bytes(b"\x00" * 1000)
-        filecmd.lipsync_file(bad, media["photo"], media["speech"], out)
+        filerun.lipsync_file(bad, media["photo"], media["speech"], out)
     assert not out.exists()
 
 
@@ -192,7 +192,7 @@ def test_a_video_without_any_face_leaves_no_file(media, tmp_path):
     clip = write_talking_clip(tmp_path / "walls.mp4", 0.4, faceless=frozenset(range(10)))
     out = tmp_path / "out.mp4"
     with pytest.raises(MediaError, match="no face found in any"):
-        filecmd.lipsync_file(shared_checkpoint(), clip, media["speech"], out, batch_size=8)
+        filerun.lipsync_file(shared_checkpoint(), clip, media["speech"], out, batch_size=8)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["walls.mp4"]  # no temporary file left behind
 

@@ -19,7 +19,7 @@ from test_lipsync_mel import original_chunks
 
 from rt_f2f.audio import read_audio, write_wav
 from rt_f2f.frames import VideoFrame
-from rt_f2f.lipsync import filecmd
+from rt_f2f.lipsync import filerun
 from rt_f2f.lipsync.mel import SAMPLE_RATE, mel_basis
 from rt_f2f.lipsync.stream import LipSyncStream
 from rt_f2f.video import read_frames, write_video
@@ -160,7 +160,7 @@ def test_generator_inputs_equal_the_original_inference_loop(
     write_video(video, textured_frames(n, *size), fps)
     decoded = [f.image for f in read_frames(video)]
     recorder = Recorder()
-    result = filecmd.lipsync_file(
+    result = filerun.lipsync_file(
         None, video, cut_speech, tmp_path / "out.mp4", fps=fps, batch_size=8, backend=recorder,
         box=box, crop=crop, rotate=rotate, resize_factor=resize, exact=exact, progress=False,
     )  # fmt: skip
@@ -178,7 +178,7 @@ def test_a_still_photo_with_a_box_gets_the_same_inputs(tmp_path, cut_speech):
     rgb = textured_frames(1, 200, 180)[0]
     cv2.imwrite(str(photo), rgb[..., ::-1])
     recorder = Recorder()
-    filecmd.lipsync_file(
+    filerun.lipsync_file(
         None, photo, cut_speech, tmp_path / "o.mp4", fps=30.0, backend=recorder, box=(5, 150, 20, 170), progress=False
     )
     want_mel, want_faces = original_inputs([rgb[..., ::-1]], read_audio(cut_speech), 30.0, (5, 150, 20, 170))

@@ -22,15 +22,18 @@ import tracemalloc
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp.web import AppRunner
 from fakes import FakeSpeechEngine, echo_speech
 
 from rt_f2f.server.app import REGISTRY, ServerConfig, create_app, serve_locally
 from rt_f2f.server.client import ArrayAudioTrack, PatternVideoTrack, RoomClient
 from rt_f2f.server.feeds.factory import default_feed_factory
 from rt_f2f.server.limits import Limits
+from rt_f2f.server.rooms import Room
 
 CHURNERS = 50
 WAVE = 5
+TONE = (0.2 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)  # what every churner says
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +58,22 @@ def snapshot() -> tuple[int, int, int, int]:
     return len(asyncio.all_tasks()), own_threads(), tracemalloc.get_traced_memory()[0], rss_bytes()
 
 
+async def open_call(limits: Limits, resident_slots: int) -> tuple[AppRunner, str, dict, RoomClient, Room]:
+    """A server with the echo engine, one room, and its resident listener (Portuguese, so speakers get translated)
+    joined: (runner, base URL, the room as the API gave it, the resident, the server's side of the room)."""
+    app = create_app(ServerConfig(limits=limits, web_dir=None, tick_s=0.2), default_feed_factory(echo))
+    runner, base = await serve_locally(app)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/rooms", json={}) as r:
+            room = await r.json()
+    resident = RoomClient(
+        base, room["id"], room["token"], name="resident", speak="pt", hear="pt", slots=resident_slots, ping_s=0.5,
+        record_audio_s=0,
+    )  # fmt: skip
+    await resident.join()
+    return runner, base, room, resident, app[REGISTRY].rooms[room["id"]]
+
+
 async def settle(predicate, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -75,20 +94,7 @@ def echo(source: str, target: str) -> FakeSpeechEngine:
 
 async def churn() -> None:
     limits = Limits(max_participants=WAVE + 1, idle_timeout_s=3.0, connect_timeout_s=5.0)
-    config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
-
-    app = create_app(config, default_feed_factory(echo))
-    runner, base = await serve_locally(app)
-    registry = app[REGISTRY]
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/rooms", json={}) as r:
-            room = await r.json()
-    resident = RoomClient(
-        base, room["id"], room["token"], name="resident", speak="pt", hear="pt", slots=1, ping_s=0.5, record_audio_s=0
-    )
-    await resident.join()
-    server_room = registry.rooms[room["id"]]
-    tone = (0.2 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
+    runner, base, room, resident, server_room = await open_call(limits, resident_slots=1)
     heard_from: set[str] = set()
     ways = ("message", "close", "silence")
 
@@ -102,7 +108,7 @@ async def churn() -> None:
                 speak="en",
                 hear="pt",
                 slots=0,  # they only speak: media volume stays low enough for one shared test process (see below)
-                audio=ArrayAudioTrack(tone, 16000, loop=True),
+                audio=ArrayAudioTrack(TONE, 16000, loop=True),
                 video=PatternVideoTrack(96, 64, 10),
                 ping_s=0.5,
             )
@@ -182,20 +188,7 @@ async def test_video_at_the_cap_gives_its_memory_back_over_fifty_cycles():
 
 async def video_churn() -> None:
     limits = Limits(max_participants=2, idle_timeout_s=3.0, connect_timeout_s=5.0, max_video_pixels=CAP[0] * CAP[1])
-    config = ServerConfig(limits=limits, web_dir=None, tick_s=0.2)
-
-    app = create_app(config, default_feed_factory(echo))
-    runner, base = await serve_locally(app)
-    registry = app[REGISTRY]
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/rooms", json={}) as r:
-            room = await r.json()
-    resident = RoomClient(
-        base, room["id"], room["token"], name="resident", speak="pt", hear="pt", slots=0, ping_s=0.5, record_audio_s=0
-    )
-    await resident.join()
-    server_room = registry.rooms[room["id"]]
-    tone = (0.2 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
+    runner, base, room, resident, server_room = await open_call(limits, resident_slots=0)
     rss_after: list[int] = []  # after each churner left
     rss_joined: list[int] = []  # while each was in the call, translated, its camera decoded
 
@@ -208,7 +201,7 @@ async def video_churn() -> None:
             speak="en",
             hear="pt",
             slots=0,
-            audio=ArrayAudioTrack(tone, 16000, loop=True),
+            audio=ArrayAudioTrack(TONE, 16000, loop=True),
             video=PatternVideoTrack(*CAP, 5),
             ping_s=0.5,
         )

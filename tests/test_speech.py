@@ -10,7 +10,9 @@ import pytest
 
 from rt_f2f.cli import main
 from rt_f2f.frames import Clause, Translation, Word
-from rt_f2f.speech import ClauseRecord, captions_for, place
+from rt_f2f.recording import ClauseRecord, place
+from rt_f2f.speech import captions_for
+from rt_f2f.speechcmd import summary_lines
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "en_sample.wav"
@@ -108,6 +110,27 @@ def test_captions_cover_both_languages() -> None:
     tr = captions_for(Translation(Clause("Hello there.", words, "en", 0), "Olá.", "pt"))
     assert (tr[0].text, tr[0].language, tr[0].final, tr[0].kind) == ("Olá.", "pt", True, "translation")
     assert captions_for(np.zeros(3)) == []
+
+
+@pytest.mark.parametrize("mode", ["fast", "realtime"])
+def test_printed_latency_says_whether_it_is_live_or_computation_unaware(mode) -> None:
+    report = {
+        "mode": mode,
+        "transcript": "hello",
+        "translation": "olá",
+        "ear_voice_span": {"p50": -0.4, "p95": 0.2, "n": 3},
+        "waterfall": {"stage_share": {"asr": {"p50": 0.5}, "tts": {"p50": 0.25}}},
+    }
+    lines = summary_lines(report, "out.wav", 2.0, "pt")
+    figures = [line for line in lines if "ear-voice span" in line]
+    assert len(figures) == 1
+    if mode == "fast":
+        assert "computation-unaware" in figures[0] and "can be negative" in figures[0] and "--realtime" in figures[0]
+        assert not any("where it went" in line for line in lines)  # fast stage times are not live ones: not shown
+    else:
+        assert figures[0].endswith("(live)") and "where it went (p50): asr 0.50 s, tts 0.25 s" in lines
+    report["ear_voice_span"]["n"] = 0
+    assert not any("ear-voice" in line for line in summary_lines(report, "out.wav", 2.0, "pt"))
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engines import tensorrt_build
 from rt_f2f.errors import BackendUnavailableError, ModelFormatError, RtF2fError
+from rt_f2f.lipsync import tensorrt_engine
 
 
 class FakeTrt(types.ModuleType):
@@ -99,16 +99,16 @@ def install(monkeypatch: pytest.MonkeyPatch, fake: types.ModuleType | None) -> N
 def test_bad_precision_and_batch_profile_are_refused_before_tensorrt_is_needed(monkeypatch, onnx_file, tmp_path):
     install(monkeypatch, None)
     with pytest.raises(RtF2fError, match="unknown TensorRT precision 'int4'"):
-        tensorrt_build.build_engine(onnx_file, tmp_path / "e.engine", precision="int4")
+        tensorrt_engine.build_engine(onnx_file, tmp_path / "e.engine", precision="int4")
     for batch in ((0, 1, 1), (4, 2, 8), (1, 8, 4)):
         with pytest.raises(RtF2fError, match="1 <= min <= opt <= max"):
-            tensorrt_build.build_engine(onnx_file, tmp_path / "e.engine", batch=batch)
+            tensorrt_engine.build_engine(onnx_file, tmp_path / "e.engine", batch=batch)
 
 
 def test_missing_tensorrt_is_one_clear_error_with_what_to_do(monkeypatch, onnx_file, tmp_path):
     install(monkeypatch, None)
     with pytest.raises(BackendUnavailableError) as err:
-        tensorrt_build.build_engine(onnx_file, tmp_path / "e.engine")
+        tensorrt_engine.build_engine(onnx_file, tmp_path / "e.engine")
     assert "tensorrt does not import" in err.value.message and "rt-f2f[gpu]" in err.value.hint
     assert not (tmp_path / "e.engine").exists()
 
@@ -120,7 +120,7 @@ def test_the_builder_gets_the_precision_profile_and_workspace_and_writes_atomica
     fake = FakeTrt()
     install(monkeypatch, fake)
     out = tmp_path / "engines" / "w.engine"
-    path = tensorrt_build.build_engine(onnx_file, out, precision=precision, batch=(2, 8, 16), workspace_gib=1.5)
+    path = tensorrt_engine.build_engine(onnx_file, out, precision=precision, batch=(2, 8, 16), workspace_gib=1.5)
     assert path == out and out.read_bytes() == b"serialised engine"
     assert fake.flags == flags and fake.workspace == int(1.5 * (1 << 30))
     assert fake.profile == {
@@ -133,39 +133,39 @@ def test_the_builder_gets_the_precision_profile_and_workspace_and_writes_atomica
 def test_an_unparsable_export_names_the_parser_errors(monkeypatch, onnx_file, tmp_path):
     install(monkeypatch, FakeTrt(parse_ok=False))
     with pytest.raises(ModelFormatError, match="node 7: unsupported operator"):
-        tensorrt_build.build_engine(onnx_file, tmp_path / "e.engine")
+        tensorrt_engine.build_engine(onnx_file, tmp_path / "e.engine")
 
 
 def test_a_failed_build_leaves_no_engine(monkeypatch, onnx_file, tmp_path):
     install(monkeypatch, FakeTrt(build_ok=False))
     with pytest.raises(RtF2fError, match="failed to build"):
-        tensorrt_build.build_engine(onnx_file, tmp_path / "e.engine")
+        tensorrt_engine.build_engine(onnx_file, tmp_path / "e.engine")
     assert list(tmp_path.glob("e.engine*")) == []
 
 
 def test_the_cache_path_follows_the_export_gpu_and_tensorrt_version(monkeypatch, onnx_file, tmp_path):
     install(monkeypatch, FakeTrt())
-    monkeypatch.setattr(tensorrt_build, "gpu_identity", lambda device=0: "NVIDIA H200 sm_90")
-    first = tensorrt_build.engine_cache_path(onnx_file, tmp_path, "fp16", (1, 8, 32))
+    monkeypatch.setattr(tensorrt_engine, "gpu_identity", lambda device=0: "NVIDIA H200 sm_90")
+    first = tensorrt_engine.engine_cache_path(onnx_file, tmp_path, "fp16", (1, 8, 32))
     assert first.parent == tmp_path and "nvidia-h200-sm-90" in first.name and "trt10.99.0-fp16-b1-32" in first.name
-    assert tensorrt_build.engine_cache_path(onnx_file, tmp_path, "fp16", (1, 8, 32)) == first  # stable
+    assert tensorrt_engine.engine_cache_path(onnx_file, tmp_path, "fp16", (1, 8, 32)) == first  # stable
     onnx_file.write_bytes(b"another export")
-    assert tensorrt_build.engine_cache_path(onnx_file, tmp_path, "fp16", (1, 8, 32)) != first
-    monkeypatch.setattr(tensorrt_build, "gpu_identity", lambda device=0: "NVIDIA L4 sm_89")
-    assert "nvidia-l4-sm-89" in tensorrt_build.engine_cache_path(onnx_file, tmp_path).name
+    assert tensorrt_engine.engine_cache_path(onnx_file, tmp_path, "fp16", (1, 8, 32)) != first
+    monkeypatch.setattr(tensorrt_engine, "gpu_identity", lambda device=0: "NVIDIA L4 sm_89")
+    assert "nvidia-l4-sm-89" in tensorrt_engine.engine_cache_path(onnx_file, tmp_path).name
 
 
 def test_a_cached_engine_is_reused_without_building(monkeypatch, onnx_file, tmp_path):
     install(monkeypatch, FakeTrt())
-    monkeypatch.setattr(tensorrt_build, "gpu_identity", lambda device=0: "NVIDIA H200 sm_90")
-    cached = tensorrt_build.engine_cache_path(onnx_file, tmp_path)
+    monkeypatch.setattr(tensorrt_engine, "gpu_identity", lambda device=0: "NVIDIA H200 sm_90")
+    cached = tensorrt_engine.engine_cache_path(onnx_file, tmp_path)
     cached.write_bytes(b"built earlier")
 
     def no_build(*args: object, **kwargs: object) -> Path:
         raise AssertionError("a cached engine was rebuilt")
 
-    monkeypatch.setattr(tensorrt_build, "build_engine", no_build)
-    assert tensorrt_build.ensure_engine(onnx_file, tmp_path) == cached
+    monkeypatch.setattr(tensorrt_engine, "build_engine", no_build)
+    assert tensorrt_engine.ensure_engine(onnx_file, tmp_path) == cached
 
 
 def test_no_cuda_device_is_a_clear_error():
@@ -173,4 +173,4 @@ def test_no_cuda_device_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(BackendUnavailableError, match="no CUDA device"):
-        tensorrt_build.gpu_identity()
+        tensorrt_engine.gpu_identity()

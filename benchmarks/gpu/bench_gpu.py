@@ -411,7 +411,7 @@ def synthetic_streams(backend: Any, n: int, seconds: float, max_batch: int, cost
 
     A frame's deadline and render lag count from when it was due, so a driver that falls behind (the host, not the
     GPU, is then the limit) shows as lag, and ``feeder_behind_p95`` says so."""
-    from rt_f2f.lipsync.batcher import SharedGenerator
+    from rt_f2f.lipsync.shared_generator import SharedGenerator
 
     rng = np.random.default_rng(n)
     mels = rng.standard_normal((min(n, 64), 1, 1, 80, 16)).astype(np.float32)
@@ -457,8 +457,8 @@ def full_streams(
     """``n`` full ``LipSyncStream``s at 25 fps on ``workers`` host threads sharing one generator: each frame is
     cropped, its mel window computed, rendered in a shared batch, pasted back. Lag: push to the frame coming out."""
     from rt_f2f.frames import VideoFrame
-    from rt_f2f.lipsync.batcher import SharedGenerator
     from rt_f2f.lipsync.faces import FaceBox
+    from rt_f2f.lipsync.shared_generator import SharedGenerator
     from rt_f2f.lipsync.stream import LOOKAHEAD_S, LipSyncStream
 
     half = FRAME_SIZE // 2
@@ -551,7 +551,8 @@ def _ramp(result: SuiteResult, label: str, counts: tuple[int, ...], run: Callabl
 def batcher_host_cost(max_batch: int, frames: int = 4096) -> float:
     """Seconds of host time the batching policy spends per frame (submit, plan, stack the batch, settle), measured
     on its own with a generator that costs nothing: the ceiling it puts on frames/s per host thread."""
-    from rt_f2f.lipsync.batcher import BatchCore, CostModel
+    from rt_f2f.lipsync.batcher import BatchCore
+    from rt_f2f.lipsync.costmodel import CostModel
 
     rng = np.random.default_rng(0)
     mel = rng.standard_normal((1, 1, 80, 16)).astype(np.float32)
@@ -594,7 +595,7 @@ def streams_suite(
         "fps": FPS, "lag limit s": LAG_LIMIT_S, "skip limit": SKIP_LIMIT, "deadline after hand-over s": BUDGET_S,
         "seconds per step": plan.stream_seconds, "max batch": plan.max_batch, "generator": dict(best),
         "lookahead s (audio ahead)": LOOKAHEAD_S, "frame size": FRAME_SIZE})  # fmt: skip
-    from rt_f2f.lipsync.batcher import SharedGenerator
+    from rt_f2f.lipsync.shared_generator import SharedGenerator
 
     backend = simulated or make_backend(plan, best)
     result.settings["backend"] = backend.name
@@ -654,7 +655,9 @@ def speech_suite(plan: Plan, progress: Callable[[str], None]) -> SuiteResult:
     from rt_f2f.asr.whisper import load_whisper
     from rt_f2f.audio import read_audio
     from rt_f2f.errors import RtF2fError
-    from rt_f2f.speech import INPUT_RATE, SpeechConfig, SpeechEngine, load_models, translate_recording
+    from rt_f2f.rates import ENGINE_RATE
+    from rt_f2f.recording import translate_recording
+    from rt_f2f.speech import SpeechConfig, SpeechEngine, load_models
 
     config = SpeechConfig(source="en", target="pt")
     try:
@@ -663,11 +666,11 @@ def speech_suite(plan: Plan, progress: Callable[[str], None]) -> SuiteResult:
         return skipped("gpu-speech", f"{exc.message} ({exc.hint})")
     compute_type = "float16" if plan.device.startswith("cuda") else "int8"
     models.recogniser = load_whisper(config.asr_model, device=plan.device, compute_type=compute_type)
-    samples = read_audio(SAMPLE, INPUT_RATE)
+    samples = read_audio(SAMPLE, ENGINE_RATE)
     if plan.speech_seconds:
-        samples = samples[: int(plan.speech_seconds * INPUT_RATE)]
+        samples = samples[: int(plan.speech_seconds * ENGINE_RATE)]
     result = SuiteResult("gpu-speech", settings={
-        "input": SAMPLE.name, "seconds": samples.size / INPUT_RATE, "pair": "en->pt", "asr": config.asr_model,
+        "input": SAMPLE.name, "seconds": samples.size / ENGINE_RATE, "pair": "en->pt", "asr": config.asr_model,
         "asr device": f"{plan.device} {compute_type}", "tts": models.synthesizer.describe(),
         "mt, tts, voice conversion": "on the host CPU (their runtimes here have no GPU path)",
         "evs limit s": EVS_LIMIT_S})  # fmt: skip

@@ -1,4 +1,5 @@
-"""Speech recognition: the Whisper backend (``whisper``) and the streaming commit policies (``policy``).
+"""Speech recognition: the ``Recogniser`` contract (``base``), the Whisper backend (``whisper``), the streaming
+commit policies (``policy``), the pipeline stage binding the two (``stage``) and a live replay (``replay``).
 
 ``policy`` does not import Whisper: its policies take any ``transcribe(audio, offset, prompt)`` callable. The word
 error rate lives here because tests and benchmarks of both need it.

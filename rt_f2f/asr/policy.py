@@ -9,26 +9,23 @@ call stays short. ``FixedChunkPolicy`` is the naive baseline the benchmark compa
 1 s chunks and trust each chunk's transcript at once.
 
 Both take a ``transcribe(audio, offset, prompt) -> list[Word]`` callable and know nothing of Whisper, so the
-policy logic is tested with synthetic hypotheses. ``ASRStage`` binds a recogniser to a policy inside a pipeline.
+policy logic is tested with synthetic hypotheses. ``asr.stage.ASRStage`` binds a recogniser to a policy inside a
+pipeline; ``asr.replay`` runs one over a recording on a simulated live clock.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..audio import resample
-from ..frames import ControlEvent, ControlKind, SpeechSegment, Transcript, Word, join_words
-from ..stage import Stage
-from .window import FULL_WINDOW, STREAMING_WINDOW, EncoderWindow
+from ..frames import Word, join_words
+from ..rates import ENGINE_RATE
 
-SAMPLE_RATE = 16000
 PAUSE_WORD_SLACK_S = 0.15  # how far past the VAD's end of speech Whisper's aligned word end may fall
 TranscribeFn = Callable[[np.ndarray, float, str], Sequence[Word]]
 
@@ -66,7 +63,7 @@ def _sanitise(words: Sequence[Word], not_before: float = float("-inf")) -> list[
 class StreamingPolicy(ABC):
     """Audio of one speech segment in, committed words out; committed words are never revised."""
 
-    def __init__(self, transcribe: TranscribeFn, sample_rate: int = SAMPLE_RATE, prompt_chars: int = 200) -> None:
+    def __init__(self, transcribe: TranscribeFn, sample_rate: int = ENGINE_RATE, prompt_chars: int = 200) -> None:
         self.transcribe = transcribe
         self.sample_rate = sample_rate
         self.prompt_chars = prompt_chars
@@ -138,7 +135,7 @@ class LocalAgreementPolicy(StreamingPolicy):
         buffer_cap_s: float = 15.0,
         hard_cap_s: float = 20.0,
         time_tolerance_s: float = 0.1,
-        sample_rate: int = SAMPLE_RATE,
+        sample_rate: int = ENGINE_RATE,
         prompt_chars: int = 200,
     ) -> None:
         self.min_chunk_s = min_chunk_s
@@ -310,7 +307,7 @@ class FixedChunkPolicy(StreamingPolicy):
         transcribe: TranscribeFn,
         chunk_s: float = 1.0,
         use_prompt: bool = False,
-        sample_rate: int = SAMPLE_RATE,
+        sample_rate: int = ENGINE_RATE,
         prompt_chars: int = 200,
     ) -> None:
         self.chunk_s = chunk_s
@@ -343,192 +340,3 @@ class FixedChunkPolicy(StreamingPolicy):
             commit += self._commit_chunk(rest)
         self._buffer = np.zeros(0, np.float32)
         return PolicyUpdate(tuple(commit), ())
-
-
-# -- replaying a recording through a policy, as if it streamed in live -------------------------------------------
-@dataclass(frozen=True)
-class Commit:
-    word: Word
-    heard_at: float  # session time of the end of the audio the committing transcription had heard
-    committed_at: float  # when the commit would land live: audio arrival, waiting for the worker, and compute
-
-
-@dataclass
-class ReplayResult:
-    commits: list[Commit] = field(default_factory=list)
-    compute_s: list[float] = field(default_factory=list)
-
-    @property
-    def words(self) -> tuple[Word, ...]:
-        return tuple(c.word for c in self.commits)
-
-    @property
-    def text(self) -> str:
-        return join_words(self.words)
-
-    def mean_commit_latency(self, live: bool = True) -> float:
-        """Mean of (commit time - word's audio end) in session time; ``live=False`` leaves out compute time."""
-        if not self.commits:
-            return float("nan")
-        return float(np.mean([(c.committed_at if live else c.heard_at) - c.word.end for c in self.commits]))
-
-
-def replay(
-    policy: StreamingPolicy,
-    audio: np.ndarray,
-    chunk_s: float = 0.5,
-    pts: float = 0.0,
-    sample_rate: int = SAMPLE_RATE,
-    computation_aware: bool = True,
-) -> ReplayResult:
-    """Stream ``audio`` into ``policy`` in ``chunk_s`` pieces on a simulated live clock, as one segment.
-
-    Each step starts when its audio has arrived and the previous step is done (audio that arrives meanwhile joins
-    the next step, as it would live), and takes the wall time it really took, so commit latency includes compute.
-    ``computation_aware=False`` runs a step whenever the policy is ready, as if compute were free (steps never
-    wait or merge): the transcript then depends only on the audio, not on how busy the machine was, which is what
-    an accuracy comparison between settings needs.
-    """
-    audio = np.asarray(audio, np.float32)
-    if sample_rate != policy.sample_rate:
-        audio = resample(audio, sample_rate, policy.sample_rate)
-    n = max(1, int(round(chunk_s * policy.sample_rate)))
-    policy.start_segment(pts)
-    result = ReplayResult()
-    busy_until = pts
-
-    def run(call: Callable[[], PolicyUpdate], now: float) -> float:
-        heard = policy.audio_end
-        t0 = time.perf_counter()
-        update = call()
-        spent = time.perf_counter() - t0
-        result.compute_s.append(spent)
-        done = (max(now, busy_until) if computation_aware else now) + spent
-        result.commits.extend(Commit(w, heard, done) for w in update.committed)
-        return done
-
-    for start in range(0, audio.size, n):
-        policy.push(audio[start : start + n])
-        now = pts + min(start + n, audio.size) / policy.sample_rate
-        if policy.ready() and (now >= busy_until or not computation_aware):
-            busy_until = run(policy.step, now)
-    run(policy.finish, pts + audio.size / policy.sample_rate)
-    return result
-
-
-# -- the pipeline stage ---------------------------------------------------------------------------------------
-class Recogniser(Protocol):
-    """What ASRStage needs from a backend (``rt_f2f.asr.whisper.WhisperASR`` is one)."""
-
-    def check_language(self, code: str | None) -> str | None: ...
-
-    def transcribe(
-        self,
-        audio: np.ndarray,
-        language: str | None = None,
-        prompt: str = "",
-        offset: float = 0.0,
-        beam_size: int = 1,
-        window: EncoderWindow = FULL_WINDOW,
-    ) -> Any: ...
-
-
-PolicyFactory = Callable[[TranscribeFn], StreamingPolicy]
-
-
-class ASRStage(Stage):
-    """SpeechSegment -> Transcript: committed words so far in the segment plus the current partial guess.
-
-    The VAD sends each segment growing (``final=False``) and then final; this stage feeds only the new audio to
-    its policy, runs a step on its worker thread when the policy has enough new audio, and finishes the segment
-    (a ``final=True`` transcript) when the VAD closes it. With no language given, each segment's language is the
-    one Whisper detects on its first step. Latency records: media in = end of the audio heard, media out = end of
-    the last committed word of the segment. Each step pads the buffer to ``window`` rather than Whisper's 30 s
-    (``STREAMING_WINDOW``: ~3-4x cheaper per call on 2 cores at the same word error rate; ``FULL_WINDOW`` restores
-    the old behaviour).
-    """
-
-    name = "asr"
-
-    def __init__(
-        self,
-        recogniser: Recogniser,
-        language: str | None = None,
-        policy: PolicyFactory | None = None,
-        beam_size: int = 1,
-        window: EncoderWindow = STREAMING_WINDOW,
-    ) -> None:
-        super().__init__()
-        self.recogniser = recogniser
-        self.language = recogniser.check_language(language)
-        self.beam_size = beam_size
-        self.window = window
-        self.policy = (policy or LocalAgreementPolicy)(self._transcribe)
-        self._segment_id: int | None = None
-        self._segment_language: str | None = None
-        self._consumed = 0
-
-    def _transcribe(self, audio: np.ndarray, offset: float, prompt: str) -> list[Word]:
-        result = self.recogniser.transcribe(
-            audio,
-            language=self._segment_language,
-            prompt=prompt,
-            offset=offset,
-            beam_size=self.beam_size,
-            window=self.window,
-        )
-        if self._segment_language is None and result.language:
-            self._segment_language = result.language
-        return list(result.words)
-
-    def _transcript(self, update: PolicyUpdate, final: bool) -> Transcript:
-        return Transcript(
-            self.policy.committed, update.partial, self._segment_language or "", self._segment_id, final=final
-        )
-
-    async def _finish(self, wall_in: float) -> AsyncIterator[Transcript]:
-        update = await self.in_worker(self.policy.finish)
-        transcript = self._transcript(update, final=True)
-        self._record(wall_in)
-        self._segment_id = None
-        yield transcript
-
-    def _record(self, wall_in: float) -> None:
-        committed = self.policy.committed
-        self.record(self.policy.audio_end, committed[-1].end if committed else self.policy.audio_end, wall_in)
-
-    async def process(self, item: Any) -> AsyncIterator[Any]:
-        wall_in = time.perf_counter()
-        if isinstance(item, ControlEvent):
-            if self._segment_id is not None and item.kind != ControlKind.INTERRUPTION:
-                async for transcript in self._finish(wall_in):
-                    yield transcript
-            yield item
-            return
-        if not isinstance(item, SpeechSegment):
-            raise TypeError(f"ASRStage takes SpeechSegment or ControlEvent, not {type(item).__name__}")
-        if item.segment_id != self._segment_id:
-            if self._segment_id is not None:  # the VAD never closed the last one: close it now
-                async for transcript in self._finish(wall_in):
-                    yield transcript
-            self._segment_id = item.segment_id
-            self._segment_language = self.language
-            self._consumed = 0
-            self.policy.start_segment(item.pts)
-        samples = item.audio.samples
-        if item.audio.sample_rate != self.policy.sample_rate:
-            samples = resample(samples, item.audio.sample_rate, self.policy.sample_rate)
-        self.policy.push(samples[self._consumed :], item.trailing_silence_s)
-        self._consumed = max(self._consumed, samples.size)
-        if item.final:
-            async for transcript in self._finish(wall_in):
-                yield transcript
-        elif self.policy.ready():
-            update = await self.in_worker(self.policy.step)
-            self._record(wall_in)
-            yield self._transcript(update, final=False)
-
-    async def flush(self) -> AsyncIterator[Any]:
-        if self._segment_id is not None:
-            async for transcript in self._finish(time.perf_counter()):
-                yield transcript

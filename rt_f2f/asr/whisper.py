@@ -8,30 +8,19 @@ streaming policy aligns successive hypotheses by time and the clause segmenter c
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LanguageError, MediaError, ModelFormatError, ModelMissingError
-from ..frames import Word, join_words
+from ..frames import Word
 from ..models import model_path
+from ..rates import ENGINE_RATE
+from .base import ASRResult
 from .window import FULL_WINDOW, EncoderWindow
 
-SAMPLE_RATE = 16000
 MAX_CALL_SECONDS = 4 * 3600  # the bound read_audio applies to files; a call never takes more
-
-
-@dataclass(frozen=True)
-class ASRResult:
-    words: tuple[Word, ...]
-    language: str
-    language_probability: float
-
-    @property
-    def text(self) -> str:
-        return join_words(self.words)
 
 
 def normalise_language(code: str, supported: tuple[str, ...] | list[str]) -> str:
@@ -78,14 +67,14 @@ class WhisperASR:
         if samples.ndim != 1:
             raise MediaError(f"ASR takes mono audio, got shape {samples.shape}", "mix the channels down first")
         samples = samples.astype(np.float32, copy=False)
-        if samples.size > MAX_CALL_SECONDS * SAMPLE_RATE:
+        if samples.size > MAX_CALL_SECONDS * ENGINE_RATE:
             raise MediaError("audio longer than the 4 h limit for one call", "split the recording")
         if not np.all(np.isfinite(samples)):
             raise MediaError("audio holds NaN or infinite samples", "check the decoder feeding the recogniser")
         language = self.check_language(language)
-        if samples.size < SAMPLE_RATE // 10:  # under 0.1 s: nothing to hear, and Whisper would invent something
+        if samples.size < ENGINE_RATE // 10:  # under 0.1 s: nothing to hear, and Whisper would invent something
             return ASRResult((), language or "", 0.0)
-        self.model.window.frames = window.frames(samples.size / SAMPLE_RATE)
+        self.model.window.frames = window.frames(samples.size / ENGINE_RATE)
         try:
             segments, info = self.model.transcribe(
                 samples,

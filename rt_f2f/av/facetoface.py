@@ -23,7 +23,8 @@ import numpy as np
 
 from ..frames import AudioChunk, Caption, SpeechChunk, VideoFrame
 from ..lipsync.session import LipSyncSession
-from ..speech import INPUT_RATE, SpeechEngine, file_chunks
+from ..rates import ENGINE_RATE
+from ..speech import SpeechEngine, file_chunks
 from .config import FaceToFaceConfig, FaceToFaceResult, build_scheduler
 from .live import FrameSink, LiveFaceToFace
 
@@ -76,7 +77,7 @@ class FaceToFace:
         self, samples: np.ndarray, frames: Iterator[VideoFrame], write: Callable, result: FaceToFaceResult
     ) -> None:
         speech: list[SpeechChunk] = []
-        async for item in self.engine.run(file_chunks(samples, INPUT_RATE, realtime=False)):
+        async for item in self.engine.run(file_chunks(samples, ENGINE_RATE, realtime=False)):
             if self._note_speech(item, result):
                 speech.append(item)
         # computation-unaware: each chunk arrives when its source clause ended
@@ -84,7 +85,7 @@ class FaceToFace:
         sink = self._sink(result, write)
         sched = self.scheduler
         sched.origin_wall = 0.0
-        duration = samples.size / INPUT_RATE
+        duration = samples.size / ENGINE_RATE
         frame_iter = iter(frames)
         pending = next(frame_iter, None)
         i, now = 0, 0.0
@@ -133,5 +134,5 @@ class FaceToFace:
 
 async def paced_audio(samples: np.ndarray, origin: float) -> AsyncIterator[AudioChunk]:
     """Audio chunks released when they would have been heard, on the scheduler's monotonic clock."""
-    async for chunk in file_chunks(samples, INPUT_RATE, realtime=True, clock=time.monotonic, t0=origin):
+    async for chunk in file_chunks(samples, ENGINE_RATE, realtime=True, clock=time.monotonic, t0=origin):
         yield chunk

@@ -8,13 +8,13 @@ removed on the way out: the virtual microphone's PulseAudio modules are unloaded
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import platform
 import sys
 from typing import Any
 
 from ..errors import RtF2fError
+from ..lipsync.names import add_backend_argument
 
 DEFAULT_VIRTUAL_MIC = {"Darwin": "BlackHole 2ch", "Windows": "CABLE Input"}
 
@@ -32,6 +32,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 async def run_camera(args: argparse.Namespace, engine: Any | None = None) -> dict[str, Any]:
     """Everything ``rt-f2f camera`` does, returning the report; ``engine`` replaces the speech engine (tests)."""
+    import asyncio  # here, not at the top: ``rt-f2f camera --help`` imports nothing it does not need
+
     from ..av.config import OUTPUT_RATE
     from ..speech import SpeechConfig, SpeechEngine
     from .audio_out import DeviceAudioSink, WavSink, open_device_sink
@@ -131,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(format_devices())
         return 0
+    import asyncio
+
     report = asyncio.run(run_camera(args))
     if args.report:
         from ..audio import write_json
@@ -169,7 +173,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--microphone", help="microphone name or part of it (default: the system's default input)")
     p.add_argument("--checkpoint_path", help="Wav2Lip checkpoint (.pth); default: the model store's wav2lip if pulled")
-    p.add_argument("--lipsync-backend", help="torch, torch-bf16 or onnxruntime (default: fastest available)")
+    add_backend_argument(p, "--lipsync-backend")
     vout = p.add_mutually_exclusive_group()
     vout.add_argument(
         "--virtual-camera", metavar="NAME", help="v4l2loopback /dev/videoN or card label (default: the first one)"

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import MediaError
 from ..frames import AudioChunk, VideoFrame
-from ..speech import CHUNK_SECONDS, INPUT_RATE
+from ..rates import ENGINE_RATE
+from ..speech import CHUNK_SECONDS
 from ..video import pad_to_even
 from .devices import DeviceError, camera_format, default_camera, ffmpeg_camera_url, find_sound_device
 
@@ -62,8 +63,8 @@ class FileLoopInput:
             raise MediaError(f"{path}: has no audio track", "give a talking video with its sound")
         self.path = path
         self.name = f"file {path} (looped)"
-        self.samples = read_audio(path, INPUT_RATE)
-        self.period = self.samples.size / INPUT_RATE
+        self.samples = read_audio(path, ENGINE_RATE)
+        self.period = self.samples.size / ENGINE_RATE
         if self.period < 0.5:
             raise MediaError(f"{path}: only {self.period:.2f} s long", "give at least a second of talking video")
         self.fps = info.fps
@@ -74,7 +75,7 @@ class FileLoopInput:
         await asyncio.gather(self._audio(origin, on_audio), self._video(origin, on_video))
 
     async def _audio(self, origin: float, on_audio: OnAudio) -> None:
-        step = int(CHUNK_SECONDS * INPUT_RATE)
+        step = int(CHUNK_SECONDS * ENGINE_RATE)
         n = 0
         total = self.samples.size
         while True:
@@ -82,7 +83,7 @@ class FileLoopInput:
             block = self.samples[start : start + step]
             if block.size < step:  # the loop's seam falls inside this block
                 block = np.concatenate([block, self.samples[: step - block.size]])
-            chunk = AudioChunk(block, INPUT_RATE, n / INPUT_RATE, source="file")
+            chunk = AudioChunk(block, ENGINE_RATE, n / ENGINE_RATE, source="file")
             wait = origin + chunk.end - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -177,7 +178,7 @@ class CaptureInput:
 
         loop = asyncio.get_running_loop()
         failed: asyncio.Future = loop.create_future()
-        block = int(CHUNK_SECONDS * INPUT_RATE)
+        block = int(CHUNK_SECONDS * ENGINE_RATE)
         state = {"n": 0, "anchor": None}
 
         def mic(indata: np.ndarray, frames: int, times, status) -> None:
@@ -185,8 +186,8 @@ class CaptureInput:
             if status.input_overflow:
                 self.audio_overflows += 1
             if state["anchor"] is None:
-                state["anchor"] = wall - origin - frames / INPUT_RATE
-            chunk = AudioChunk(indata[:, 0].copy(), INPUT_RATE, state["anchor"] + state["n"] / INPUT_RATE, "mic")
+                state["anchor"] = wall - origin - frames / ENGINE_RATE
+            chunk = AudioChunk(indata[:, 0].copy(), ENGINE_RATE, state["anchor"] + state["n"] / ENGINE_RATE, "mic")
             state["n"] += frames
             loop.call_soon_threadsafe(on_audio, chunk, wall)
 
@@ -220,7 +221,12 @@ class CaptureInput:
 
         try:
             stream = sd.InputStream(
-                samplerate=INPUT_RATE, channels=1, dtype="float32", device=self.mic_index, blocksize=block, callback=mic
+                samplerate=ENGINE_RATE,
+                channels=1,
+                dtype="float32",
+                device=self.mic_index,
+                blocksize=block,
+                callback=mic,
             )
         except (sd.PortAudioError, ValueError) as exc:
             raise DeviceError(f"the microphone cannot be opened: {exc}", "pick another with --microphone") from exc

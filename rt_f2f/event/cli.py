@@ -6,9 +6,7 @@ Imports nothing heavy at module level (ray, aiortc and the models load inside ``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 
 from ..errors import RtF2fError
@@ -85,10 +83,15 @@ def run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address, translator_cpus=args.translator_cpus, input_file=args.input, input_loop=args.loop, pin=args.pin,
         mt_model=args.mt_model, tts_backend=args.tts,
     )  # fmt: skip
+    import asyncio  # here, not at the top: ``rt-f2f event --help`` imports nothing it does not need
+
     return asyncio.run(_serve(config, args.host, args.port, args.duration))
 
 
 async def _serve(config, host: str, port: int, duration: float | None) -> int:  # noqa: ANN001 - EventConfig
+    import asyncio
+    import signal
+
     from .api import build_app, serve
     from .controller import EventController
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ..asr.base import Recogniser
 from ..audio import StreamingResampler
 from ..frames import AudioChunk, Clause, Transcript, join_words
+from ..rates import ENGINE_RATE
 from ..server.clockmap import WallClockMap
 from ..server.timebase import WEBRTC_RATE
 from ..stage import Pipeline
@@ -27,14 +29,13 @@ from .translator import SourceClause
 
 log = logging.getLogger(__name__)
 
-ASR_RATE = 16000
 MAX_QUEUED_S = 20.0  # audio waiting for the VAD; past this the oldest is dropped and counted
 
 
 class SourceASR:
     def __init__(
         self,
-        recogniser: Any,
+        recogniser: Recogniser,
         language: str,
         on_clause: Callable[[SourceClause], None],
         on_caption: Callable[[dict], None],
@@ -44,7 +45,7 @@ class SourceASR:
         self.on_clause = on_clause
         self.on_caption = on_caption
         self.clock = WallClockMap(horizon_s=120.0)
-        self._resampler = StreamingResampler(WEBRTC_RATE, ASR_RATE)
+        self._resampler = StreamingResampler(WEBRTC_RATE, ENGINE_RATE)
         self._queue: asyncio.Queue[AudioChunk] = asyncio.Queue(int(MAX_QUEUED_S / 0.02))
         self._pts = 0.0
         self.dropped_audio_s = 0.0
@@ -66,9 +67,9 @@ class SourceASR:
         audio = self._resampler.process(samples)
         if not audio.size:
             return
-        chunk = AudioChunk(audio, ASR_RATE, self._pts, source="speaker")
+        chunk = AudioChunk(audio, ENGINE_RATE, self._pts, source="speaker")
         self.clock.add(self._pts, wall - len(samples) / WEBRTC_RATE)
-        self._pts += audio.size / ASR_RATE
+        self._pts += audio.size / ENGINE_RATE
         if self._queue.full():
             self.dropped_audio_s += self._queue.get_nowait().duration
         self._queue.put_nowait(chunk)
@@ -78,7 +79,7 @@ class SourceASR:
             yield await self._queue.get()
 
     async def _run(self) -> None:
-        from ..asr.policy import ASRStage
+        from ..asr.stage import ASRStage
         from ..clauses import ClauseStage
         from ..vad import VADConfig, VADStage
 

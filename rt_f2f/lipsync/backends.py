@@ -205,7 +205,7 @@ class OnnxRuntimeBackend(LipSyncBackend):
         if onnx_path is None:
             if checkpoint is None:
                 raise RtF2fError("the onnxruntime backend needs a checkpoint or an .onnx file")
-            from engines.export_onnx import ensure_onnx
+            from .onnx_export import ensure_onnx
 
             onnx_path = ensure_onnx(checkpoint, cache_dir)
         onnx_path = Path(onnx_path)
@@ -264,9 +264,9 @@ class TensorRTBackend(LipSyncBackend):
         device: int = 0,
     ) -> None:
         _require_tensorrt()
-        from engines.export_onnx import ensure_onnx
-        from engines.tensorrt_build import ensure_engine
-        from engines.trt_runtime import TrtRunner
+        from .onnx_export import ensure_onnx
+        from .tensorrt_engine import ensure_engine
+        from .trt_runtime import TrtRunner
 
         onnx_path = ensure_onnx(checkpoint, cache_dir)
         engine_path = ensure_engine(

@@ -7,9 +7,9 @@ frame in batches) until either ``batch_size`` are ready or the oldest would othe
 of media time (the video clock: the latest frame pts pushed), whichever comes first. Frames leave strictly in arrival order; a frame without a
 face is not sent to the generator but still waits its turn, and is counted.
 
-With a backend that has ``submit`` (a ``batcher.GeneratorClient``: one generator shared by many streams), a batch
-is handed over without waiting; its frames leave once the shared generator settles them (``poll`` collects them
-between pushes). A frame the shared generator skipped as late goes out with its original mouth, counted in
+With a backend that has ``submit`` (a ``shared_generator.GeneratorClient``: one generator shared by many
+streams), a batch is handed over without waiting; its frames leave once the shared generator settles them (``poll``
+collects them between pushes). A frame the shared generator skipped as late goes out with its original mouth, counted in
 ``frames_skipped_late``.
 
 The mel windows are computed per batch from the buffered audio, aligned to the mel hop on the audio clock, so they
@@ -40,8 +40,9 @@ from .faces import DEFAULT_PADS, FaceBox, FaceTracker, MediaPipeDetector
 from .mel import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, N_FFT, SAMPLE_RATE, mel_columns, mel_steps
 
 if TYPE_CHECKING:
-    from .batcher import Generator, RenderTicket
     from .session import FaceTrack
+    from .shared_generator import Generator
+    from .ticket import RenderTicket
 
 log = logging.getLogger(__name__)
 

@@ -72,16 +72,18 @@ class ModelSpec:
         return "RT_F2F_MODEL_" + self.name.upper().replace("-", "_").replace(".", "_")
 
 
+def _hub(repo: str, *paths: str) -> HubSource:
+    """The named files of a hub repository (the builders below differ only in which files a model needs)."""
+    return HubSource(repo, tuple(HubFile(p) for p in paths))
+
+
 def _whisper_hub(size: str) -> ModelSpec:
     return ModelSpec(
         name=f"whisper-{size}",
         kind="asr",
         description=f"Whisper {size} in CTranslate2 format (faster-whisper)",
         licence="MIT",
-        source=HubSource(
-            f"Systran/faster-whisper-{size}",
-            tuple(HubFile(p) for p in ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")),
-        ),
+        source=_hub(f"Systran/faster-whisper-{size}", "config.json", "model.bin", "tokenizer.json", "vocabulary.txt"),
     )
 
 
@@ -91,12 +93,7 @@ def _opus_mt(src: str, tgt: str, repo: str) -> ModelSpec:
         kind="mt",
         description=f"OPUS-MT {src}->{tgt} (MarianMT) converted to CTranslate2",
         licence="CC-BY-4.0",
-        source=HubSource(
-            repo,
-            tuple(
-                HubFile(p) for p in ("model.bin", "config.json", "shared_vocabulary.json", "source.spm", "target.spm")
-            ),
-        ),
+        source=_hub(repo, "model.bin", "config.json", "shared_vocabulary.json", "source.spm", "target.spm"),
         languages=(src, tgt),
     )
 
@@ -110,13 +107,28 @@ def _piper_voice(lang_dir: str, voice: str, quality: str = "medium") -> ModelSpe
         kind="tts",
         description=f"Piper voice {stem}",
         licence="see the voice's MODEL_CARD (mostly CC-BY / MIT / public domain)",
-        source=HubSource("rhasspy/piper-voices", (HubFile(base + ".onnx"), HubFile(base + ".onnx.json"))),
+        source=_hub("rhasspy/piper-voices", f"{base}.onnx", f"{base}.onnx.json"),
         entry=f"{base}.onnx",
         languages=(locale.split("_")[0],),
     )
 
 
 _WAV2LIP_REPO = "camenduru/Wav2Lip"
+
+
+def _wav2lip_checkpoint(name: str, file: str, description: str, size_bytes: int | None = None) -> ModelSpec:
+    """One of the released Wav2Lip checkpoints (all under the same licence, in the same repository folder)."""
+    return ModelSpec(
+        name=name,
+        kind="lipsync",
+        description=description,
+        licence="research / non-commercial only (Wav2Lip licence)",
+        source=_hub(_WAV2LIP_REPO, f"checkpoints/{file}"),
+        size_bytes=size_bytes,
+        entry=f"checkpoints/{file}",
+    )
+
+
 # the languages a multilingual model serves; kept literal (not imported) so the registry stays dependency-free
 LANGUAGE_CODES = (
     "ar", "ca", "cs", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "hu", "id", "it", "ja", "ko", "ml", "nl",
@@ -152,12 +164,7 @@ def _nllb(size: str, repo: str, size_bytes: int) -> ModelSpec:
         kind="mt",
         description=f"NLLB-200 distilled {size} (int8 CTranslate2): any pair among rt-f2f's languages",
         licence="CC-BY-NC-4.0 (non-commercial)",
-        source=HubSource(
-            repo,
-            tuple(
-                HubFile(p) for p in ("model.bin", "config.json", "shared_vocabulary.json", "sentencepiece.bpe.model")
-            ),
-        ),
+        source=_hub(repo, "model.bin", "config.json", "shared_vocabulary.json", "sentencepiece.bpe.model"),
         size_bytes=size_bytes,
         languages=LANGUAGE_CODES,
     )
@@ -169,18 +176,8 @@ def _mms_voice(language: str, repo: str) -> ModelSpec:
         kind="tts",
         description=f"MMS-TTS VITS voice for {language} ({repo}, 16 kHz; needs transformers)",
         licence="CC-BY-NC-4.0 (non-commercial)",
-        source=HubSource(
-            repo,
-            tuple(
-                HubFile(p)
-                for p in (
-                    "config.json",
-                    "model.safetensors",
-                    "vocab.json",
-                    "tokenizer_config.json",
-                    "special_tokens_map.json",
-                )
-            ),
+        source=_hub(
+            repo, "config.json", "model.safetensors", "vocab.json", "tokenizer_config.json", "special_tokens_map.json"
         ),
         size_bytes=145_000_000,
         languages=(language,),
@@ -271,31 +268,15 @@ REGISTRY: dict[str, ModelSpec] = {
             ),
             entry="embedder.int8.onnx",
         ),
-        ModelSpec(
-            name="wav2lip",
-            kind="lipsync",
-            description="Wav2Lip generator (released checkpoint)",
-            licence="research / non-commercial only (Wav2Lip licence)",
-            source=HubSource(_WAV2LIP_REPO, (HubFile("checkpoints/wav2lip.pth"),)),
-            size_bytes=435_801_865,
-            entry="checkpoints/wav2lip.pth",
+        _wav2lip_checkpoint("wav2lip", "wav2lip.pth", "Wav2Lip generator (released checkpoint)", 435_801_865),
+        _wav2lip_checkpoint(
+            "wav2lip-gan",
+            "wav2lip_gan.pth",
+            "Wav2Lip + GAN generator (released checkpoint, sharper mouths)",
+            435_801_865,
         ),
-        ModelSpec(
-            name="wav2lip-gan",
-            kind="lipsync",
-            description="Wav2Lip + GAN generator (released checkpoint, sharper mouths)",
-            licence="research / non-commercial only (Wav2Lip licence)",
-            source=HubSource(_WAV2LIP_REPO, (HubFile("checkpoints/wav2lip_gan.pth"),)),
-            size_bytes=435_801_865,
-            entry="checkpoints/wav2lip_gan.pth",
-        ),
-        ModelSpec(
-            name="lipsync-expert",
-            kind="lipsync",
-            description="SyncNet lip-sync expert used to train and score Wav2Lip",
-            licence="research / non-commercial only (Wav2Lip licence)",
-            source=HubSource(_WAV2LIP_REPO, (HubFile("checkpoints/lipsync_expert.pth"),)),
-            entry="checkpoints/lipsync_expert.pth",
+        _wav2lip_checkpoint(
+            "lipsync-expert", "lipsync_expert.pth", "SyncNet lip-sync expert used to train and score Wav2Lip"
         ),
         ModelSpec(
             name="s3fd",

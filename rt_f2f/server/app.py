@@ -29,10 +29,11 @@ from ..languages import LANGUAGES, validate
 from ..models.plan import language_status
 from . import bounded_json
 from .errors import ApiError
+from .feeds.base import FeedFactory
+from .feeds.factory import default_feed_factory
 from .http_guard import GuardedAppRunner
 from .limits import ClientLimiter, Limits, MediaSettings
-from .rooms import Registry
-from .translate import FeedFactory, default_feed_factory
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RtF2fError
-from ..lipsync.names import BACKEND_NAMES
+from ..lipsync.names import add_backend_argument
 
 if TYPE_CHECKING:
     from .limits import Limits
@@ -91,11 +91,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "lip-synced to the translated speech (default: the model "
         "store's wav2lip when it is on disk; without one, translated calls show the original mouth)",
     )
-    parser.add_argument(
-        "--lipsync-backend",
-        choices=BACKEND_NAMES,
-        help="lip-sync engine (default: the fastest available here)",
-    )
+    add_backend_argument(parser, "--lipsync-backend")
     parser.set_defaults(func=run)
 
 

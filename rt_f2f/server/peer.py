@@ -37,19 +37,13 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
 from . import bounded_json
+from .buffers import LatestFrames, PcmFifo
 from .errors import ApiError
+from .ingest import StaleFrames, drain_track
 from .limits import Limits, MediaSettings, TokenBucket
-from .media import (
-    WEBRTC_RATE,
-    LatestFrames,
-    PcmFifo,
-    SlotAudioTrack,
-    SlotVideoTrack,
-    StaleFrames,
-    cancel_and_wait,
-    drain_track,
-    spawn,
-)
+from .tasks import cancel_and_wait, spawn
+from .timebase import WEBRTC_RATE
+from .tracks import SlotAudioTrack, SlotVideoTrack
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``rt-f2f train syncnet|wav2lip``: train the lip-sync expert or the generator on a preprocessed dataset.
+"""``rt-f2f train syncnet|wav2lip|lipgan``: train the lip-sync expert or a generator on a preprocessed dataset.
 
 The main path is fine-tuning the released checkpoints on ~10 minutes of one speaker: ``rt-f2f preprocess`` the
 footage, then ``rt-f2f train wav2lip --resume wav2lip_gan.pth --syncnet lipsync_expert.pth --gan``. Everything heavy
@@ -64,9 +64,18 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         help="the sync loss joins once the val sync loss is below this (default: 0.75; inf = from the start)",
     )  # fmt: skip
     w.set_defaults(func=run_wav2lip)
-    from .lipgan import add_train_parser as add_lipgan
-
-    add_lipgan(sub)
+    g = sub.add_parser(
+        "lipgan",
+        help="LipGAN's generator and sync discriminator (Keras .h5 out)",
+        description="LipGAN (ACM MM 2019): L1 reconstruction + 0.01 x the discriminator's contrastive loss; the "
+        "discriminator learns in-sync vs off-sync face/audio pairs. Writes OUT/lipgan_gen.h5, OUT/lipgan_disc.h5 "
+        "(the released Keras layout) and OUT/lipgan_log.json.",
+    )
+    _common(g, 16)
+    g.add_argument("--resume_gen", type=Path, help="start the generator from this .h5 (e.g. the released weights)")
+    g.add_argument("--resume_disc", type=Path, help="start the discriminator from this .h5")
+    g.add_argument("--disc_only", action="store_true", help="train only the discriminator (the sync critic)")
+    g.set_defaults(func=run_lipgan)
     return p
 
 
@@ -93,6 +102,12 @@ def _report(network: str, result: dict[str, object]) -> None:
     shown = ", ".join(f"{k} {v:.4f}" for k, v in (last or {}).items() if k != "step")
     print(f"wrote {result['checkpoint']} ({network}, step {result['step']}); val: {shown}; log {result['log']}",
           file=sys.stderr)  # fmt: skip
+
+
+def run_lipgan(args: argparse.Namespace) -> int:
+    from .lipgan import run
+
+    return run(args)
 
 
 def run_syncnet(args: argparse.Namespace) -> int:

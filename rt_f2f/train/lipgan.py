@@ -246,32 +246,6 @@ def train_lipgan(cfg: LipGANConfig, progress: Callable[[str], None] | None = Non
     return result
 
 
-def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """The ``lipgan`` network under ``rt-f2f train``."""
-    p = sub.add_parser(
-        "lipgan",
-        help="LipGAN's generator and sync discriminator (Keras .h5 out)",
-        description="LipGAN (ACM MM 2019): L1 reconstruction + 0.01 x the discriminator's contrastive loss; the "
-        "discriminator learns in-sync vs off-sync face/audio pairs. Writes OUT/lipgan_gen.h5, OUT/lipgan_disc.h5 "
-        "(the released Keras layout) and OUT/lipgan_log.json.",
-    )
-    p.add_argument("--data", required=True, help="dataset folder (DATA/<group>/<clip>/N.jpg + audio.wav, train.txt)")
-    p.add_argument("--out", required=True, help="folder for the .h5 files and the JSON log")
-    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps (default: 10000)")
-    p.add_argument("--batch_size", type=int, default=16, help="samples per step (default: 16)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: 1e-4)")
-    p.add_argument("--eval_every", type=int, default=1000, help="evaluate on the val split every N steps")
-    p.add_argument("--eval_batches", type=int, default=10, help="val batches per evaluation")
-    p.add_argument("--checkpoint_every", type=int, default=1000, help="write the .h5 files every N steps")
-    p.add_argument("--device", default="auto", help="cpu, cuda... (default: cuda when present)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume_gen", type=Path, help="start the generator from this .h5 (e.g. the released weights)")
-    p.add_argument("--resume_disc", type=Path, help="start the discriminator from this .h5")
-    p.add_argument("--disc_only", action="store_true", help="train only the discriminator (the sync critic)")
-    p.set_defaults(func=run)
-    return p
-
-
 def run(args: argparse.Namespace) -> int:
     for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every"):
         if getattr(args, name) < 1:

@@ -5,12 +5,13 @@ Importing this package loads no model; the embedder loads on first use.
 """
 
 from .convert import ConversionSettings, Converter, OnnxVoiceConverter, VCEvent, VCStage, VoiceConverter
-from .embedding import SpeakerEmbedder, cosine, embed, get_embedder, similarity
+from .embedding import Embedder, SpeakerEmbedder, cosine, embed, get_embedder, similarity
 from .profile import SpeakerProfile, VoiceStats
 
 __all__ = [
     "ConversionSettings",
     "Converter",
+    "Embedder",
     "OnnxVoiceConverter",
     "SpeakerEmbedder",
     "SpeakerProfile",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -24,6 +25,18 @@ from ..models import model_path
 EMBEDDING_DIM = 256
 MAX_EMBED_SECONDS = 60.0  # untrusted input is bounded: a minute says who is speaking as well as an hour does
 MIN_EMBED_SECONDS = 0.1
+
+
+class Embedder(Protocol):
+    """What a voice profile needs from a speaker encoder (``SpeakerEmbedder`` is one; tests pass fakes)."""
+
+    def embed(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """One fixed-size, L2-normalised speaker vector for ``samples``."""
+        ...
+
+    def window_count(self, n_samples: int) -> int:
+        """How many encoder windows a clip of ``n_samples`` averages over: the weight of its vector."""
+        ...
 
 
 class SpeakerEmbedder:

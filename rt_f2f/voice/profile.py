@@ -31,7 +31,7 @@ import numpy as np
 from ..audio import resample
 from ..errors import MediaError, RtF2fError
 from ..frames import AudioChunk
-from .embedding import SpeakerEmbedder, get_embedder
+from .embedding import Embedder, get_embedder
 
 ANALYSIS_RATE = 16000
 ENVELOPE_BINS = 513  # CheapTrick's bins at 16 kHz (FFT 1024): 0..8 kHz in 15.6 Hz steps
@@ -224,7 +224,7 @@ class SpeakerProfile:
         min_speech_s: float = 4.0,
         max_speech_s: float = 30.0,
         block_s: float = 2.0,
-        embedder: SpeakerEmbedder | bool = True,
+        embedder: Embedder | bool = True,
         vad_mode: int = 2,
     ) -> None:
         import webrtcvad

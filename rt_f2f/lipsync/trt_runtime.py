@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_f2f.errors import ModelFormatError, RtF2fError
-
-from .tensorrt_build import INPUT_SHAPES, _import_trt
+from ..errors import ModelFormatError, RtF2fError
+from .tensorrt_engine import INPUT_SHAPES, import_trt
 
 OUTPUT_SHAPE = (3, 96, 96)
 
@@ -24,7 +23,7 @@ class TrtRunner:
     def __init__(self, engine_path: str | Path, device: int = 0) -> None:
         import torch
 
-        trt = _import_trt()
+        trt = import_trt()
         self._torch = torch
         self.device = torch.device("cuda", device)
         self._logger = trt.Logger(trt.Logger.WARNING)
