@@ -48,7 +48,7 @@ class SpeechConfig:
     asr_window: EncoderWindow = STREAMING_WINDOW  # Whisper's input per step; FULL_WINDOW pads to 30 s as before
     asr_policy: str = "alignatt"  # when heard words are final: "alignatt" (one pass) or "local-agreement" (two)
     asr_step_s: float = 1.0  # new audio between two ASR steps
-    asr_margin_s: float = 0.6  # AlignAtt commits words whose aligned end is this far behind the audio heard
+    asr_margin_s: float = 0.5  # AlignAtt commits words whose aligned end is this far behind the audio heard
     pause_commit: bool = True  # a pause the VAD hears commits every word before it at once (AlignAtt)
     clauses: ClauseConfig = field(default_factory=ClauseConfig)
     tts_max_speed: float = 1.3  # the TTS speaks up to this much faster while the listener is behind (1: never)

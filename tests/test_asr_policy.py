@@ -186,6 +186,23 @@ def test_a_word_whisper_hears_in_the_silence_of_a_pause_stays_a_guess() -> None:
     assert [w.text for w in update.committed] == [" he", " was"] and [w.text for w in update.partial] == [" of"]
 
 
+def test_a_prompt_repeated_into_a_fraction_of_a_second_is_not_committed() -> None:
+    """Seen on examples/en_sample.wav: after "young man." the buffer was cut at the sentence end and Whisper, given
+    0.3 s of the word's tail and the sentence as prompt, answered the whole sentence again within 0.2 s."""
+    said = [Word(" young", 0.0, 0.3), Word(" man.", 0.3, 0.6)]
+    echo = [
+        Word(w, 0.66 + 0.025 * i, 0.66 + 0.025 * (i + 1)) for i, w in enumerate(" He was not an ill".split(" ")[1:])
+    ]
+    hyps = iter([said, said + echo])
+    policy = AlignAttPolicy(lambda audio, offset, prompt: next(hyps), margin_s=0.1, sample_rate=RATE)
+    policy.start_segment(0.0)
+    policy.push(np.zeros(int(0.8 * RATE), np.float32))
+    assert [w.text for w in policy.step().committed] == [" young", " man."]
+    policy.push(np.zeros(int(0.4 * RATE), np.float32))
+    update = policy.step()
+    assert update.committed == () and update.partial == ()
+
+
 def test_alignatt_keeps_the_prefix_property() -> None:
     """A word behind the margin after an unstable one waits: commits are always a prefix of the hypothesis."""
     hyp = [Word(" he", 0.0, 0.2), Word(" mumbled", 0.2, 0.95), Word(" was", 0.3, 0.4)]  # odd times: trust order

@@ -50,6 +50,20 @@ class PolicyUpdate:
     partial: tuple[Word, ...]
 
 
+DENSE_RUN = 4  # this many words in a row ...
+DENSE_SPAN_S = 0.25  # ... within this span are not speech (about 4x the fastest speaking rate)
+
+
+def _until_dense_run(words: list[Word]) -> list[Word]:
+    """The words before the first run no one could have said: Whisper, given near-silence and a prompt, may
+    repeat the prompt with every word squeezed into a fraction of a second; committed, that is a whole sentence
+    said twice."""
+    for i in range(len(words) - DENSE_RUN + 1):
+        if words[i + DENSE_RUN - 1].end - words[i].start < DENSE_SPAN_S:
+            return words[:i]
+    return words
+
+
 def _sanitise(words: Sequence[Word], not_before: float = float("-inf")) -> list[Word]:
     """Words in time order with blank ones dropped; a recogniser that goes back in time is not trusted there."""
     out: list[Word] = []
@@ -157,7 +171,7 @@ class LocalAgreementPolicy(StreamingPolicy):
         """Transcribe the buffer; keep only the words after what is committed."""
         self._ran = True
         prompt = self._prompt(self._committed[: self._in_buffer])
-        words = _sanitise(self._run(self._buffer, self._offset, prompt))
+        words = _until_dense_run(_sanitise(self._run(self._buffer, self._offset, prompt)))
         if not self._committed:
             return words
         last = self._committed[-1]
