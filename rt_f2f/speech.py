@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import languages
-from .asr.window import STREAMING_WINDOW, EncoderWindow
+from .asr.window import EncoderWindow
 from .clauses import ClauseConfig
 from .errors import LanguageError, RtF2fError
 from .frames import AudioChunk, Caption, Frame, SpeechChunk, Transcript, Translation, join_words
+from .recognition import RecognitionConfig
 from .stage import LatencyLog, Pipeline, Stage, end_stream
 from .waterfall import WaterfallRecorder
 
@@ -43,17 +44,22 @@ class SpeechConfig:
     mt_model: str | None = None
     tts_backend: str | None = None  # None: chosen by target language
     voice_conversion: bool = True
-    vad_aggressiveness: int = 2
-    asr_beam_size: int = 1
-    asr_window: EncoderWindow = STREAMING_WINDOW  # Whisper's input per step; FULL_WINDOW pads to 30 s as before
-    asr_policy: str = "alignatt"  # when heard words are final: "alignatt" (one pass) or "local-agreement" (two)
-    asr_step_s: float = 1.0  # new audio between two ASR steps
-    asr_margin_s: float = 0.5  # AlignAtt commits words whose aligned end is this far behind the audio heard
-    pause_commit: bool = True  # a pause the VAD hears commits every word before it at once (AlignAtt)
+    # how speech becomes clauses: the fields and defaults of recognition.RecognitionConfig
+    vad_aggressiveness: int = RecognitionConfig.vad_aggressiveness
+    asr_beam_size: int = RecognitionConfig.asr_beam_size
+    asr_window: EncoderWindow = RecognitionConfig.asr_window
+    asr_policy: str = RecognitionConfig.asr_policy
+    asr_step_s: float = RecognitionConfig.asr_step_s
+    asr_margin_s: float = RecognitionConfig.asr_margin_s
+    pause_commit: bool = RecognitionConfig.pause_commit
     clauses: ClauseConfig = field(default_factory=ClauseConfig)
     tts_max_speed: float = 1.3  # the TTS speaks up to this much faster while the listener is behind (1: never)
     tts_first_phrase_words: int | None = 3  # slow voices cut a clause's first phrase after this many words
     queue_size: int = 32
+
+    @property
+    def recognition(self) -> RecognitionConfig:
+        return RecognitionConfig(**{f.name: getattr(self, f.name) for f in fields(RecognitionConfig)})
 
     def __post_init__(self) -> None:
         source, target = (languages.validate(code) for code in (self.source, self.target))
@@ -118,32 +124,15 @@ class SpeechEngine:
             self.models = load_models(self.config)
 
     def stages(self) -> list[Stage]:
-        from .asr.policy import POLICIES
-        from .asr.stage import ASRStage
-        from .clauses import ClauseStage
         from .mt import MTStage
+        from .recognition import recognition_stages
         from .tts import TTSStage
         from .tts.select import SpeakingPace
-        from .vad import VADConfig, VADStage
 
         self.load()
         m = self.models
-        pause = self.config.pause_commit and self.config.asr_policy == "alignatt"
-        policy_options: dict[str, float | None] = {}
-        if self.config.asr_policy == "alignatt":
-            policy_options = {"pause_s": 0.25 if pause else None, "margin_s": self.config.asr_margin_s}
         stages: list[Stage] = [
-            VADStage(VADConfig(aggressiveness=self.config.vad_aggressiveness, pause_ms=300 if pause else 0)),
-            ASRStage(
-                m.recogniser,
-                language=self.config.source,
-                beam_size=self.config.asr_beam_size,
-                window=self.config.asr_window,
-                policy=lambda transcribe: POLICIES[self.config.asr_policy](
-                    transcribe, min_chunk_s=self.config.asr_step_s, **policy_options
-                ),
-            ),
-            ClauseStage(self.config.clauses),
+            *recognition_stages(m.recogniser, self.config.source, self.config.recognition),
             MTStage(m.translator),
             TTSStage(
                 m.synthesizer,

@@ -402,3 +402,20 @@ async def test_vad_asr_and_clauses_turn_two_utterances_into_clauses(whisper_base
     ends = [w.end for c in clauses for w in c.words]
     assert ends == sorted(ends) and 50.0 < ends[0] and ends[-1] < 50.0 + signal.size / 16000
     assert {r.stage for r in log.records} == {"vad", "asr", "clauses"}
+
+
+def test_the_call_engine_and_an_events_source_recogniser_listen_alike() -> None:
+    from rt_f2f.event.source_asr import SourceASR
+    from rt_f2f.recognition import RecognitionConfig, recognition_stages
+    from rt_f2f.speech import SpeechConfig
+
+    call = SpeechConfig(source="en", target="pt").recognition
+    event = SourceASR(FakeRecogniser([]), "en", lambda clause: None, lambda caption: None)
+    assert event.recognition == call
+    vad, asr, clauses = recognition_stages(FakeRecogniser([]), "en", call)
+    assert isinstance(asr.policy, AlignAttPolicy) and asr.policy.margin_s == call.asr_margin_s
+    assert asr.policy.pause_s is not None and vad.segmenter.config.pause_ms > 0  # pauses commit at once
+    vad, asr, _ = recognition_stages(FakeRecogniser([]), "en", RecognitionConfig(pause_commit=False))
+    assert asr.policy.pause_s is None and vad.segmenter.config.pause_ms == 0
+    vad, asr, _ = recognition_stages(FakeRecogniser([]), "en", RecognitionConfig(asr_policy="local-agreement"))
+    assert type(asr.policy) is LocalAgreementPolicy and vad.segmenter.config.pause_ms == 0

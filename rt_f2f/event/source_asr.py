@@ -20,6 +20,7 @@ from ..asr.base import Recogniser
 from ..audio import StreamingResampler
 from ..frames import AudioChunk, Clause, Transcript, join_words
 from ..rates import ENGINE_RATE
+from ..recognition import RecognitionConfig
 from ..server.clockmap import WallClockMap
 from ..server.timebase import WEBRTC_RATE
 from ..stage import Pipeline
@@ -39,9 +40,11 @@ class SourceASR:
         language: str,
         on_clause: Callable[[SourceClause], None],
         on_caption: Callable[[dict], None],
+        recognition: RecognitionConfig | None = None,
     ) -> None:
         self.recogniser = recogniser
         self.language = language
+        self.recognition = recognition or RecognitionConfig()  # the call engine's defaults
         self.on_clause = on_clause
         self.on_caption = on_caption
         self.clock = WallClockMap(horizon_s=120.0)
@@ -79,11 +82,9 @@ class SourceASR:
             yield await self._queue.get()
 
     async def _run(self) -> None:
-        from ..asr.stage import ASRStage
-        from ..clauses import ClauseStage
-        from ..vad import VADConfig, VADStage
+        from ..recognition import recognition_stages
 
-        stages = [VADStage(VADConfig()), ASRStage(self.recogniser, language=self.language), ClauseStage()]
+        stages = recognition_stages(self.recogniser, self.language, self.recognition)
         pipeline = Pipeline(stages, maxsize=32, tap=self._tap)
         try:
             async for item in pipeline.run(self._chunks()):
