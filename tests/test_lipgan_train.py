@@ -3,13 +3,16 @@
 are drawn as the original draws them, the command trains, evaluates and writes files that load as LipGAN weights,
 and the sync discriminator learns.
 
-The learning test trains the discriminator alone (``--disc_only``) with the original's contrastive loss and
-learning rate (1e-4), then checks on held-out speech, from the written ``.h5``, that faces lie farther from other
-samples' audio than from their own. At a higher rate (3e-4, 1e-3) it stayed at the trivial solution (every
-distance 0.5, loss 0.5) for the 100-200 steps tried; at 1e-4 three seeds reached held-out mean distances of about
-0.4 in sync against 0.7-0.8 off sync (separation about 0.8) within 125 steps. Only part of the off-sync pairs can
-be told apart at all: two moments of speech often have the same loudness, hence the same mouth. It shows the code
-learns; nothing here says anything about a model trained on real footage.
+The learning test trains the discriminator alone (``train_generator=False``, the command's ``--disc_only``) with
+the original's contrastive loss and learning rate (1e-4), 200 steps of 8, for three seeds, then checks on held-out
+speech, from the written ``.h5``, that faces lie farther from other samples' audio than from their own: mean
+distance gap above 0.15 and separation (the chance that an off-sync pair lies farther than an in-sync one) above
+0.65, where an untrained discriminator gives 0 and 0.5. Trial runs: at 3e-4 and 1e-3 (batch 16) the discriminator
+stayed at the trivial solution (every distance 0.5, loss 0.5) for the 100-150 steps tried; at 1e-4 it leaves it
+after 75-150 steps depending on the seed, and the three seeds here ended at held-out distances 0.31-0.37 in sync
+against 0.64-0.75 off sync, separation 0.73-0.80 (160 pairs each). Separation stays well below 1 because two
+moments of speech often have the same loudness, hence the same mouth. It shows the code learns; nothing here says
+anything about a model trained on real footage. Each seed took 65-75 s (one thread, load average 0.6-3).
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def test_the_discriminator_learns_sync_on_held_out_speech(data, tmp_path, seed):
     torch.set_num_threads(1)  # spinning OpenMP threads on a shared 2-core machine cost more than they give
     try:
         cfg = LipGANConfig(
-            data=data, out=tmp_path / "run", steps=125, batch_size=16, lr=1e-4, eval_every=10**9, eval_batches=1,
+            data=data, out=tmp_path / "run", steps=200, batch_size=8, lr=1e-4, eval_every=10**9, eval_batches=1,
             checkpoint_every=10**9, device="cpu", seed=seed, train_generator=False,
         )  # fmt: skip
         result = train_lipgan(cfg)
@@ -107,7 +110,7 @@ def test_the_discriminator_learns_sync_on_held_out_speech(data, tmp_path, seed):
         val, rng = ClipDataset(data, "val"), np.random.default_rng(100 + seed)
         d_in, d_off = [], []
         with torch.no_grad():
-            for _ in range(6):
+            for _ in range(10):
                 _, mel, target = batch(val, 16, rng)
                 a, b = sync_distances(disc, torch.from_numpy(target), torch.from_numpy(mel))
                 d_in.append(a.numpy())
@@ -115,7 +118,11 @@ def test_the_discriminator_learns_sync_on_held_out_speech(data, tmp_path, seed):
     finally:
         torch.set_num_threads(threads)
     d_in, d_off = np.concatenate(d_in), np.concatenate(d_off)
+    print(
+        f"seed {seed}: held-out distance in sync {d_in.mean():.3f}, off sync {d_off.mean():.3f}, "
+        f"separation {separation(d_in, d_off):.3f}; trainer's val {result.val[-1]}"
+    )
     first = result.val[0]  # before training: every pair about equally far (random embeddings)
     assert abs(first["d_off_sync"] - first["d_in_sync"]) < 0.05, first
-    assert d_off.mean() - d_in.mean() > 0.2, (d_in.mean(), d_off.mean())
-    assert separation(d_in, d_off) > 0.7, separation(d_in, d_off)
+    assert d_off.mean() - d_in.mean() > 0.15, (d_in.mean(), d_off.mean())
+    assert separation(d_in, d_off) > 0.65, separation(d_in, d_off)
