@@ -274,11 +274,15 @@ class LipGANDiscriminator(nn.Module):
         return f, a
 
     def forward(self, face: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        f, a = self.embed(face, mel)
-        return torch.sqrt(((f - a) ** 2).sum(dim=1, keepdim=True))
+        return embedding_distance(*self.embed(face, mel))
 
     def keras_layers(self) -> list[nn.Module]:
         return keras_layers(self)
+
+
+def embedding_distance(face: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """(B, 1) L2 distances between paired rows of two (B, 512) embeddings: the discriminator's output."""
+    return torch.sqrt(((face - audio) ** 2).sum(dim=1, keepdim=True))
 
 
 def contrastive_loss(

@@ -69,7 +69,8 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         help="LipGAN's generator and sync discriminator (Keras .h5 out)",
         description="LipGAN (ACM MM 2019): L1 reconstruction + 0.01 x the discriminator's contrastive loss; the "
         "discriminator learns in-sync vs off-sync face/audio pairs. Writes OUT/lipgan_gen.h5, OUT/lipgan_disc.h5 "
-        "(the released Keras layout) and OUT/lipgan_log.json.",
+        "(the released Keras layout) and OUT/lipgan_log.json. Keep --lr at the original's 1e-4: on synthetic data 3e-4 "
+        "and up left the discriminator at the trivial solution (every distance 0.5).",
     )
     _common(g, 16)
     g.add_argument("--resume_gen", type=Path, help="start the generator from this .h5 (e.g. the released weights)")

@@ -125,20 +125,35 @@ class LipGANResult:
     val: list[dict[str, float]] = field(default_factory=list)
 
 
-def _off_sync_mel(mel: torch.Tensor) -> torch.Tensor:
-    """Another sample's audio for each face: the batch rolled (by 10 as train.py does, or by half a small batch)."""
+def sync_distances(disc: nn.Module, faces: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The discriminator's distances for each real face with its own audio (in sync) and with another sample's
+    audio (off sync: the batch's audio rolled, by 10 as train.py does, or by half a small batch).
+
+    Each face and each audio window is embedded once and the embeddings are paired twice: the discriminator has no
+    batch statistics (instance norms only), so this equals two calls with the rolled mel at half the cost.
+    """
     import torch
 
+    from ..lipsync.lipgan import embedding_distance
+
     shift = ROLL if len(mel) > ROLL else max(1, len(mel) // 2)
-    return torch.roll(mel, shift, dims=0)
+    face, audio = disc.embed(faces, mel)
+    return embedding_distance(face, audio), embedding_distance(face, torch.roll(audio, shift, dims=0))
+
+
+def separation(d_in: np.ndarray, d_off: np.ndarray) -> float:
+    """How often an off-sync pair lies farther apart than an in-sync one, over all pairs of the two (ties count
+    half): 0.5 is chance, 1 a threshold that splits them perfectly (the area under the ROC curve)."""
+    d_in, d_off = np.ravel(d_in)[:, None], np.ravel(d_off)[None, :]
+    return float((d_off > d_in).mean() + 0.5 * (d_off == d_in).mean())
 
 
 def evaluate(
     gen: nn.Module | None, disc: nn.Module, data: ClipDataset, batches: int, size: int, seed: int, device: torch.device
 ) -> dict[str, float]:
-    """Held-out figures: L1 of the generator (unless ``gen`` is None), and the discriminator's distances and
-    contrastive loss on real faces with their own audio (in sync) against other samples' audio (off sync). Same
-    draws every call (``seed``)."""
+    """Held-out figures: L1 of the generator (unless ``gen`` is None), and the discriminator's distances,
+    contrastive loss and ``separation`` (:func:`separation`, over all the batches' pairs) on real faces with their own
+    audio (in sync) against other samples' audio (off sync). Same draws every call (``seed``)."""
     import torch
 
     from ..lipsync.lipgan import contrastive_loss
@@ -146,6 +161,7 @@ def evaluate(
     rng = np.random.default_rng(seed)
     sums = {"l1": 0.0} if gen is not None else {}
     sums.update(d_in_sync=0.0, d_off_sync=0.0, contrastive=0.0)
+    all_in, all_off = [], []
     for net in (gen, disc):
         if net is not None:
             net.eval()
@@ -154,17 +170,21 @@ def evaluate(
             faces, mel, target = (torch.from_numpy(a).to(device) for a in batch(data, size, rng))
             if gen is not None:
                 sums["l1"] += torch.nn.functional.l1_loss(gen(faces, mel), target).item()
-            d_in, d_off = disc(target, mel), disc(target, _off_sync_mel(mel))
+            d_in, d_off = sync_distances(disc, target, mel)
             sums["d_in_sync"] += d_in.mean().item()
             sums["d_off_sync"] += d_off.mean().item()
             loss = contrastive_loss(
                 torch.cat([d_in, d_off]), torch.cat([torch.zeros(len(d_in)), torch.ones(len(d_off))])
             )
             sums["contrastive"] += loss.item()
+            all_in.append(d_in.cpu().numpy())
+            all_off.append(d_off.cpu().numpy())
     for net in (gen, disc):
         if net is not None:
             net.train()
-    return {k: v / batches for k, v in sums.items()}
+    figures = {k: v / batches for k, v in sums.items()}
+    figures["separation"] = separation(np.concatenate(all_in), np.concatenate(all_off))
+    return figures
 
 
 def train_lipgan(cfg: LipGANConfig, progress: Callable[[str], None] | None = None) -> LipGANResult:
@@ -215,10 +235,10 @@ def train_lipgan(cfg: LipGANConfig, progress: Callable[[str], None] | None = Non
         if cfg.train_generator and rng.random() < 0.5:
             with torch.no_grad():
                 fakes = gen(faces, mel)
-            off = disc(fakes, mel)
+            in_sync, off = disc(target, mel), disc(fakes, mel)
         else:
-            off = disc(target, _off_sync_mel(mel))
-        loss_d = contrastive_loss(disc(target, mel), zeros) + contrastive_loss(off, ones)
+            in_sync, off = sync_distances(disc, target, mel)
+        loss_d = contrastive_loss(in_sync, zeros) + contrastive_loss(off, ones)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
@@ -263,7 +283,8 @@ def run(args: argparse.Namespace) -> int:
     l1 = f"L1 {last['l1']:.4f}, " if "l1" in last else ""
     print(
         f"wrote {result.generator} and {result.discriminator} (step {result.step}); val: {l1}"
-        f"distance in sync {last['d_in_sync']:.3f} vs off sync {last['d_off_sync']:.3f}; log {result.log}",
+        f"distance in sync {last['d_in_sync']:.3f} vs off sync {last['d_off_sync']:.3f} (separation "
+        f"{last['separation']:.2f}, 0.5 = chance); log {result.log}",
         file=sys.stderr,
     )
     return 0
