@@ -108,6 +108,9 @@ def _report(network: str, result: dict[str, object]) -> None:
 def run_lipgan(args: argparse.Namespace) -> int:
     from .lipgan import run
 
+    _check(args)
+    if args.steps < 1:
+        raise RtF2fError(f"--steps must be at least 1, got {args.steps}")
     return run(args)
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import RtF2fError
+from .loop import RunConfig
 
 if TYPE_CHECKING:  # the dataset pulls in scipy and cv2: imported where training runs, so --help stays instant
     import torch
@@ -95,19 +95,10 @@ def batch(data: ClipDataset, size: int, rng: np.random.Generator) -> tuple[np.nd
     return tuple(np.stack([getattr(s, k) for s in samples]) for k in ("faces", "mel", "target"))  # type: ignore[return-value]
 
 
-@dataclass
-class LipGANConfig:
-    data: Path
-    out: Path
-    steps: int = 10_000
-    batch_size: int = 16
-    lr: float = 1e-4
-    eval_every: int = 1000
-    eval_batches: int = 10
-    checkpoint_every: int = 1000
-    device: str = "auto"
-    seed: int = 0
-    resume_gen: Path | None = None
+@dataclass(kw_only=True)
+class LipGANConfig(RunConfig):
+    """``resume``: the generator .h5 to start from (e.g. the released weights); ``resume_disc``: the discriminator's."""
+
     resume_disc: Path | None = None
     disc_weight: float = DISC_WEIGHT
     # False: only the discriminator learns, on real faces with their own and with other samples' audio (pre-training
@@ -202,7 +193,7 @@ def train_lipgan(cfg: LipGANConfig, progress: Callable[[str], None] | None = Non
     rng = np.random.default_rng(cfg.seed)
     train_data = ClipDataset(cfg.data, "train")
     val_data = ClipDataset(cfg.data, "val")
-    gen = load_lipgan_network(cfg.resume_gen, "lipgan") if cfg.resume_gen else LipGAN()
+    gen = load_lipgan_network(cfg.resume, "lipgan") if cfg.resume else LipGAN()
     disc = load_lipgan_network(cfg.resume_disc, "lipgan_disc") if cfg.resume_disc else LipGANDiscriminator()
     gen, disc = gen.to(device).train(), disc.to(device).train()
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
@@ -267,15 +258,10 @@ def train_lipgan(cfg: LipGANConfig, progress: Callable[[str], None] | None = Non
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every"):
-        if getattr(args, name) < 1:
-            raise RtF2fError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if not args.lr > 0:
-        raise RtF2fError(f"--lr must be positive, got {args.lr}")
     cfg = LipGANConfig(
         data=Path(args.data), out=Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         eval_every=args.eval_every, eval_batches=args.eval_batches, checkpoint_every=args.checkpoint_every,
-        device=args.device, seed=args.seed, resume_gen=args.resume_gen, resume_disc=args.resume_disc,
+        device=args.device, seed=args.seed, resume=args.resume_gen, resume_disc=args.resume_disc,
         train_generator=not args.disc_only,
     )  # fmt: skip
     result = train_lipgan(cfg, progress=lambda m: print(m, file=sys.stderr))
