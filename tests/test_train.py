@@ -5,7 +5,9 @@ that opens with real speech's loudness) and checks held-out in-sync vs off-sync 
 steps against the trained expert and checks that the sync loss falls. It shows the code learns; nothing here
 says anything about the quality of a model trained on real footage. The learning test costs about 15 CPU-minutes
 (one thread); a trial run of the same schedule reached held-out accuracy 0.825 (chance 0.5), and the generator's
-held-out sync loss went 2.683 -> 2.630 in its 8 steps.
+held-out sync loss went 2.683 -> 2.630 in its 8 steps. The same seeded run on another VM's CPU reached 0.755
+(floating-point paths differ by CPU), so the bar is what rules out chance, not one machine's figure: 0.7 over 200
+held-out pairs is more than 5 standard deviations above 0.5.
 """
 
 from __future__ import annotations
@@ -219,7 +221,7 @@ def test_syncnet_learns_lip_sync_and_the_generator_learns_from_it(tmp_path):
     rng = np.random.default_rng(123)
     batches = [sync_batch(val, rng, 20) for _ in range(10)]
     metrics = evaluate_syncnet(expert, batches, "cpu")
-    assert metrics["accuracy"] >= 0.8, metrics
+    assert metrics["accuracy"] >= 0.7, metrics  # chance: 0.5 +- 0.035 over these 200 pairs
 
     # the generator from scratch: its initial weights (a 0-step run), then a few steps with a strong sync term
     # resumed from them; the sync loss is compared on held-out batches with batch statistics (a from-scratch
