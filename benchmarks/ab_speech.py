@@ -1,7 +1,7 @@
 """A/B of speech-engine settings, live, on one recording: variants take turns so machine load falls on all alike.
 
 `rt-f2f bench --suite speech` compares the defaults with the engine as it was before the real-time work; this
-compares the defaults with one step back (or any settings given), round after round, and pools each variant's
+compares the defaults with a candidate change (or any settings given), round after round, and pools each variant's
 clauses. Use it to decide a default: one live run on 2 cores varies by +-30 % from round to round, so a single pair
 of runs decides nothing.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "en_sample.wav"
-PREVIOUS = {"pause_commit": False, "asr_margin_s": 0.6}  # the defaults before pause commits (session 3)
+CANDIDATE = {"pause_commit": True, "asr_margin_s": 0.5}  # commits at pauses with a tighter margin (session 4)
 
 
 def parse_setting(text: str) -> tuple[str, bool | float | int | str]:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = " ".join(SAMPLE.with_suffix(".pt.txt").read_text().split())
     base = SpeechConfig(source="en", target="pt")
     variants = {"defaults": base}
-    changes = [dict([parse_setting(v)]) for v in args.variant] or [PREVIOUS]
+    changes = [dict([parse_setting(v)]) for v in args.variant] or [CANDIDATE]
     for change in changes:
         variants[", ".join(f"{k}={v}" for k, v in change.items())] = replace(base, **change)
     engine = SpeechEngine(base)

@@ -28,8 +28,11 @@ class RecognitionConfig:
     asr_window: EncoderWindow = STREAMING_WINDOW  # Whisper's input per step; FULL_WINDOW pads to 30 s as before
     asr_policy: str = "alignatt"  # when heard words are final: "alignatt" (one pass) or "local-agreement" (two)
     asr_step_s: float = 1.0  # new audio between two ASR steps
-    asr_margin_s: float = 0.5  # AlignAtt commits words whose aligned end is this far behind the audio heard
-    pause_commit: bool = True  # a pause the VAD hears commits every word before it at once (AlignAtt)
+    asr_margin_s: float = 0.6  # AlignAtt commits words whose aligned end is this far behind the audio heard
+    # a pause the VAD hears commits every word before it at once (AlignAtt). Off by default: on en_sample, live, it
+    # did not lower the ear-voice span measurably (benchmarks/ab_speech.py, 6 rounds) and once let a word Whisper
+    # heard at the very end of the recording through as its own clause
+    pause_commit: bool = False
     clauses: ClauseConfig = field(default_factory=ClauseConfig)
 
 

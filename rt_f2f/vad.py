@@ -41,7 +41,7 @@ class VADConfig:
     frame_ms: int = 30
     onset_ms: int = 60  # voiced audio in a row that opens a segment
     hangover_ms: int = 450  # non-speech that closes a segment
-    pause_ms: int = 300  # non-speech inside a segment that is a pause: the segment goes out at once (0: never)
+    pause_ms: int = 0  # non-speech inside a segment that is a pause: the segment goes out at once (0: never)
     preroll_ms: int = 240  # audio kept before the onset
     postroll_ms: int = 150  # audio kept after the last voiced frame
     min_speech_ms: int = 250  # segments with less voiced audio than this are dropped as noise

@@ -414,8 +414,8 @@ def test_the_call_engine_and_an_events_source_recogniser_listen_alike() -> None:
     assert event.recognition == call
     vad, asr, clauses = recognition_stages(FakeRecogniser([]), "en", call)
     assert isinstance(asr.policy, AlignAttPolicy) and asr.policy.margin_s == call.asr_margin_s
+    assert asr.policy.pause_s is None and vad.segmenter.config.pause_ms == 0  # pause commits are opt-in
+    vad, asr, _ = recognition_stages(FakeRecogniser([]), "en", RecognitionConfig(pause_commit=True))
     assert asr.policy.pause_s is not None and vad.segmenter.config.pause_ms > 0  # pauses commit at once
-    vad, asr, _ = recognition_stages(FakeRecogniser([]), "en", RecognitionConfig(pause_commit=False))
-    assert asr.policy.pause_s is None and vad.segmenter.config.pause_ms == 0
     vad, asr, _ = recognition_stages(FakeRecogniser([]), "en", RecognitionConfig(asr_policy="local-agreement"))
     assert type(asr.policy) is LocalAgreementPolicy and vad.segmenter.config.pause_ms == 0
