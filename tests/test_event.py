@@ -388,7 +388,9 @@ async def test_janus_crash_is_restarted_and_the_original_republished(netns) -> N
         await controller.start()
         url, mountpoint = controller.janus_url, controller.join("original")["mountpoint"]
         controller.janus.proc.kill()
-        await _until(lambda: controller.janus_restarts == 1 and controller.original.forwarders, 60)
+        # janus_restarts counts from the start of a recovery, when the old forwarders are still listed: wait for its end
+        await _until(lambda: controller.janus_recovered == 1 and controller.original.forwarders, 60)
+        assert controller.janus_restarts == 1
         assert controller.janus_url == url
         session = await JanusSession.create(url)
         listener = Watcher(session, video=False)

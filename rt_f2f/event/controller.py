@@ -109,7 +109,8 @@ class EventController:
         self._speaker_track: Any = None
         self._monitor: asyncio.Task | None = None
         self._need: placement.TranslatorResources | None = None
-        self.janus_restarts = 0
+        self.janus_restarts = 0  # recoveries begun (a failed one is retried and counted again)
+        self.janus_recovered = 0  # recoveries that finished: layout re-created, speaker re-published
         self.started_at = time.time()
         self._next_listener = 0
         self._folder = Path(tempfile.mkdtemp(prefix="rt-f2f-event-"))
@@ -233,7 +234,7 @@ class EventController:
         janus_cpu = process_cpu_seconds(self.janus.proc.pid) if self.janus and self.janus.alive else None
         return {
             "room": self.config.room, "source": self.config.source, "janus": self.janus_url,
-            "janus_restarts": self.janus_restarts, "janus_cpu_s": janus_cpu,
+            "janus_restarts": self.janus_restarts, "janus_recovered": self.janus_recovered, "janus_cpu_s": janus_cpu,
             "speaker": self.original.source if self.original else None,
             "original": {"mountpoint": self.original.mountpoint if self.original else None,
                          "listeners": sum(1 for c in self.listeners.values() if c == ORIGINAL)},
@@ -395,6 +396,7 @@ class EventController:
             for state in self.languages.values():
                 if state.actor is not None:
                     self._ensure_translator(state)
+            self.janus_recovered += 1
         except (JanusError, RtF2fError) as exc:
             log.warning("Janus recovery failed (will retry): %s", exc)
 
