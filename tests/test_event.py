@@ -91,12 +91,93 @@ def test_event_help_is_instant_and_imports_no_heavy_module() -> None:
     assert result.stdout.split() == ["[]", "True"], result.stderr
 
 
-def test_checkpoint_is_refused_clearly_in_event_mode() -> None:
+def test_a_bad_checkpoint_is_one_clear_error_before_the_event_starts(tmp_path: Path, capsys) -> None:
     from rt_f2f.cli import main
 
     with pytest.raises(SystemExit):
         main(["event", "start", "--source", "en"])  # --targets missing: argparse says so
-    assert main(["event", "start", "--source", "en", "--targets", "pt", "--checkpoint_path", "x.pth"]) == 2
+    garbage = tmp_path / "wav2lip.pth"
+    garbage.write_bytes(b"not a checkpoint" * 100)
+    start = ["event", "start", "--source", "en", "--targets", "pt"]
+    for path, why in ((tmp_path / "missing.pth", "checkpoint not found"), (garbage, "not a readable torch checkpoint")):
+        assert main([*start, "--checkpoint_path", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert why in err and str(path) in err and "hint:" in err
+    assert main([*start, "--lipsync-backend", "torch"]) == 2
+    assert "no lip-sync checkpoint" in capsys.readouterr().err
+
+
+def test_the_checkpoint_reaches_every_translator_as_an_absolute_path(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The file is loaded once up front (as serve does), then every worker spec carries it, resolved: Ray's workers
+    run in their own directory."""
+    import shutil
+    from types import SimpleNamespace
+
+    from lipsync_fixtures import shared_checkpoint
+
+    from rt_f2f.cli import main
+    from rt_f2f.event import cli
+    from rt_f2f.event.controller import EventController
+
+    shutil.copy(shared_checkpoint(), tmp_path / "w.pth")
+    monkeypatch.chdir(tmp_path)
+    configs = []
+
+    async def serve(config, host, port, duration):  # noqa: ANN001, ANN202 - stands in for the event itself
+        configs.append(config)
+        return 0
+
+    monkeypatch.setattr(cli, "_serve", serve)
+    argv = ["event", "start", "--source", "en", "--targets", "pt,es", "--checkpoint_path", "w.pth"]
+    assert main([*argv, "--lipsync-backend", "torch"]) == 0
+    assert "lip-sync on (torch" in capsys.readouterr().out
+    (config,) = configs
+    assert config.checkpoint_path == str(tmp_path / "w.pth") and config.lipsync_backend == "torch"
+    controller = EventController(config)
+    controller.original, controller.sfu = SimpleNamespace(mountpoint=5), SimpleNamespace(rtp_host="127.0.0.1")
+    for code in config.targets:
+        spec = controller._spec(SimpleNamespace(code=code, channel=SimpleNamespace(data_port=9)))
+        assert (spec.target, spec.checkpoint_path, spec.lipsync_backend) == (code, config.checkpoint_path, "torch")
+    assert main(argv[:-2]) == 0 and configs[-1].checkpoint_path is None  # without one: as before, no lip-sync
+
+
+async def test_event_lipsync_puts_clauses_on_the_workers_clock_and_counts_speech_without_one() -> None:
+    """The worker's session clock is the speaker's audio it receives; a clause from the shared ASR (on the ASR's
+    clock) lands where its last word was heard; speech before any audio has no clock and is counted, not played."""
+    from lipsync_fixtures import shared_checkpoint
+
+    from rt_f2f.event.lipsync import GAP_S, EventLipSync
+    from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, Translation, Word
+    from rt_f2f.server.buffers import LatestFrames, PcmFifo
+    from rt_f2f.server.feeds.lipsync_model import load_lipsync
+
+    skew = [0.0]  # arrivals are stamped this far ahead of the real clock (an audio gap, simulated)
+    model = load_lipsync(shared_checkpoint(), "torch")
+    lip = EventLipSync(model, PcmFifo(48000), LatestFrames(2), "tr-pt", clock=lambda: time.monotonic() + skew[0])
+    lip.start()
+    words = (Word("hello", 100.0, 100.4), Word("world", 100.5, 101.0))
+    clause = Clause("hello world", words, "en", 7)
+    speech = SpeechChunk(AudioChunk(np.zeros(2400, np.float32), 24000, 100.0), Translation(clause, "olá mundo", "pt"),
+                         first=True, last=True)  # fmt: skip
+    try:
+        assert lip.clause(clause, time.time()) is clause  # no audio yet: nothing to place it on
+        assert lip.speech(speech) is False and lip.speech_without_clock == 1
+        for _ in range(50):  # one second of the speaker, arriving at once
+            lip.on_audio(np.zeros(960, np.float32), time.time())
+        moved = lip.clause(clause, time.time() - 0.3)  # its last word was heard 0.3 s ago
+        assert moved.end == pytest.approx(1.0 - 0.3, abs=0.05)
+        assert [w.end - w.start for w in moved.words] == pytest.approx([0.4, 0.5])
+        assert moved.words[1].start - moved.words[0].end == pytest.approx(0.1)
+        skew[0] += GAP_S + 2.0  # the audio stops for three seconds and comes back (a Janus restart)
+        lip.on_audio(np.zeros(960, np.float32), time.time())
+        assert lip.clause(clause, time.time()).end == pytest.approx(1.02 + GAP_S + 2.0, abs=0.05)
+        assert lip.speech(speech) is True
+        stats = lip.stats()
+        assert stats["lipsync"] is True and stats["backend"] == "torch" and stats["speech_without_clock"] == 1
+        assert {"lipsync_rendered", "lipsync_skipped_late", "lipsync_without_face", "video_dropped"} <= set(stats)
+    finally:
+        await lip.stop()
+    assert not lip.host.tasks
 
 
 # -- slow, inside a network namespace ---------------------------------------------------------------------------------

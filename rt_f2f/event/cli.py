@@ -10,6 +10,7 @@ import logging
 import sys
 
 from ..errors import RtF2fError
+from ..lipsync.names import add_backend_argument
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,13 @@ refused up front naming what is short. Translators reach Janus at --public-host 
 WebRTC from wherever they run; Ray carries only clauses (text) and health calls.
 
 An existing Janus: --janus http://host:8088/janus (its HTTP API, with the VideoRoom and Streaming plugins).
+
+Lip-sync: --checkpoint_path wav2lip.pth (or LipGAN .h5 weights) makes every translator re-mouth the speaker's
+video for its translated speech and publish both on one clock, as a call's lip-sync feed does: listeners of each
+language see the speaker 2 s late (the picture's fixed delay) with the mouth moving to the words they hear. The
+file is checked here before anything starts and every translator loads it (on a Ray cluster the same path must
+hold it on every node). Each translator then also runs a Wav2Lip generator and a face tracker: on CPUs give it
+more cores with --translator-cpus. Without --checkpoint_path listeners see the speaker's own video.
 """
 
 
@@ -58,7 +66,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
                    help="CPU cores Ray reserves per translator when the cluster has no GPUs (default 0.5)")  # fmt: skip
     p.add_argument("--pin", action="store_true", help="start every translator now and keep it without listeners")
     p.add_argument("--checkpoint_path", metavar="CKPT",
-                   help="Wav2Lip checkpoint: not yet supported in event mode (listeners see the speaker's video)")  # fmt: skip
+                   help="Wav2Lip checkpoint (.pth) or LipGAN weights (.h5): every translator re-mouths the "
+                        "speaker's video for its speech (default: none, listeners see the speaker's own video)")  # fmt: skip
+    add_backend_argument(p, "--lipsync-backend")
     p.add_argument("--mt-model", help="MT model name or CTranslate2 folder (default: by pair)")
     p.add_argument("--tts", help="TTS backend: piper, kokoro or espeak (default: by language)")
     p.add_argument("--host", default="127.0.0.1", help="address the event's web pages listen on (default 127.0.0.1)")
@@ -71,21 +81,38 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .controller import EventConfig
 
-    if args.checkpoint_path:
-        raise RtF2fError("lip-sync is not wired into event mode yet",
-                         "drop --checkpoint_path: listeners see the speaker's own video with translated speech")  # fmt: skip
     targets = tuple(t for t in args.targets.split(",") if t.strip())
     if not targets:
         raise RtF2fError("--targets is empty", "give at least one language, e.g. --targets pt")
+    checkpoint = check_checkpoint(args.checkpoint_path, args.lipsync_backend)
     config = EventConfig(
         source=args.source, targets=targets, janus_url=args.janus, ice_interfaces=tuple(args.ice_interface),
         public_host=args.public_host,
         ray_address=args.ray_address, translator_cpus=args.translator_cpus, input_file=args.input, input_loop=args.loop, pin=args.pin,
-        mt_model=args.mt_model, tts_backend=args.tts,
+        mt_model=args.mt_model, tts_backend=args.tts, checkpoint_path=checkpoint, lipsync_backend=args.lipsync_backend,
     )  # fmt: skip
     import asyncio  # here, not at the top: ``rt-f2f event --help`` imports nothing it does not need
 
     return asyncio.run(_serve(config, args.host, args.port, args.duration))
+
+
+def check_checkpoint(checkpoint: str | None, backend: str | None) -> str | None:
+    """The lip-sync checkpoint every translator will load, checked before Janus and Ray start: loaded once here the
+    way ``rt-f2f serve`` and ``rt-f2f camera`` load theirs (``load_lipsync``), so a missing, unreadable or wrong
+    file, or a backend this machine lacks, is one line with what to do. Returned as an absolute path: Ray workers
+    run in another directory."""
+    if checkpoint is None:
+        if backend is not None:
+            raise RtF2fError("--lipsync-backend given, but there is no lip-sync checkpoint",
+                             "pass --checkpoint_path wav2lip.pth, or drop --lipsync-backend")  # fmt: skip
+        return None
+    from pathlib import Path
+
+    from ..server.feeds.lipsync_model import load_lipsync
+
+    model = load_lipsync(checkpoint, backend)
+    print(f"rt-f2f: lip-sync on ({model.backend_name}, {model.checkpoint})", flush=True)
+    return str(Path(checkpoint).resolve())
 
 
 async def _serve(config, host: str, port: int, duration: float | None) -> int:  # noqa: ANN001 - EventConfig

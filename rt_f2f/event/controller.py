@@ -59,7 +59,8 @@ class EventConfig:
     input_file: str | None = None
     input_loop: bool = False  # play --input again and again (demos, soak tests)
     pin: bool = False  # start every translator now, keep them without listeners
-    checkpoint_path: str | None = None
+    checkpoint_path: str | None = None  # lip-sync: every translator re-mouths the speaker's video
+    lipsync_backend: str | None = None
     mt_model: str | None = None
     tts_backend: str | None = None
     asr_model: str = "whisper-base"
@@ -243,6 +244,7 @@ class EventController:
                 "mountpoint": s.channel.mountpoint, "carrying": s.channel.source, "failures": s.failures,
                 "node": s.node, "delay_s": s.health.get("delay_s"), "clauses_out": s.health.get("clauses_out"),
                 "clauses_dropped": s.health.get("clauses_dropped", 0) + s.clauses_lost, "note": s.note,
+                "lipsync": s.health.get("lipsync"),
             } for code, s in self.languages.items()},
             "asr": {"clauses": len(self.asr.clauses) if self.asr else 0,
                     "dropped_audio_s": round(self.asr.dropped_audio_s, 3) if self.asr else 0.0},
@@ -254,6 +256,7 @@ class EventController:
             event_id=self.config.room, source=self.config.source, target=state.code, janus_url=self.janus_url,
             room=self.config.room, original_mountpoint=self.original.mountpoint, data_host=self.sfu.rtp_host,
             data_port=state.channel.data_port, mt_model=self.config.mt_model, tts_backend=self.config.tts_backend,
+            checkpoint_path=self.config.checkpoint_path, lipsync_backend=self.config.lipsync_backend,
         )  # fmt: skip
 
     def _ensure_translator(self, state: LanguageState) -> None:

@@ -6,8 +6,9 @@ channel's data port. Media never passes through Ray: a clause is a few words of 
 speech travels as RTP from its own peer connection to Janus, wherever Ray placed it.
 
 ``TranslatorWorker`` is plain asyncio (tests run it in-process); ``translator_actor_class`` wraps it as a Ray async
-actor. Video is the speaker's own frames re-encoded, not re-mouthed: the lip-sync engine is not wired into event
-mode yet (see the README).
+actor. With a Wav2Lip checkpoint (``WorkerSpec.checkpoint_path``) the published video is the speaker's frames
+re-mouthed for the translated speech, both on one clock (``lipsync.EventLipSync``, the call server's lip-sync feed
+hosted in the worker); without one it is the speaker's own frames re-encoded beside the speech.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..server.tracks import SlotAudioTrack, SlotVideoTrack
 from ..stage import Pipeline
 from ..tts.select import SpeakingPace
 from .janus_client import JanusSession
+from .lipsync import EventLipSync
 from .rtc import Publisher, Watcher, publish
 from .sfu import send_datagram
 
@@ -53,6 +55,8 @@ class WorkerSpec:
     data_port: int
     mt_model: str | None = None
     tts_backend: str | None = None
+    checkpoint_path: str | None = None  # Wav2Lip (or LipGAN) generator: re-mouth the speaker's video
+    lipsync_backend: str | None = None  # None: the fastest backend on the worker's node
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class TranslatorWorker:
         self._watcher: Watcher | None = None
         self._task: asyncio.Task | None = None
         self._models: tuple[Any, Any] | None = None
+        self.lipsync: EventLipSync | None = None
 
     def load(self) -> None:
         """Load MT and TTS (blocking; run in a thread). A missing model raises its clear ``RtF2fError``."""
@@ -106,6 +111,11 @@ class TranslatorWorker:
 
         translator = get_translator(self.spec.source, self.spec.target, model=self.spec.mt_model)
         synthesizer = get_synthesizer(self.spec.target, backend=self.spec.tts_backend)
+        if self.spec.checkpoint_path and self.lipsync is None:
+            from ..server.feeds.lipsync_model import load_lipsync
+
+            model = load_lipsync(self.spec.checkpoint_path, self.spec.lipsync_backend)
+            self.lipsync = EventLipSync(model, self.fifo, self.frames, f"tr-{self.spec.target}")
         self._models = (translator, synthesizer)
 
     async def start(self) -> int:
@@ -114,7 +124,12 @@ class TranslatorWorker:
             await asyncio.to_thread(self.load)
         await self._unpublish()
         self._session = await JanusSession.create(self.spec.janus_url)
-        self._watcher = Watcher(self._session, keep_audio=False, on_video=self.frames.put)
+        if self.lipsync is None:
+            self._watcher = Watcher(self._session, keep_audio=False, on_video=self.frames.put)
+        else:  # the speaker's frames and audio go to lip-sync; self.frames gets what it renders, on time
+            self.lipsync.start()
+            self._watcher = Watcher(self._session, keep_audio=False, on_audio=self.lipsync.on_audio,
+                                    on_video=self.lipsync.on_video)  # fmt: skip
         await self._watcher.watch(self.spec.original_mountpoint)
         tracks = [SlotAudioTrack(self.fifo), SlotVideoTrack(self.frames)]
         self._publisher = await publish(self._session, self.spec.room, f"tr-{self.spec.target}", tracks)
@@ -135,19 +150,24 @@ class TranslatorWorker:
     async def _source(self):  # noqa: ANN202 - an async generator of Clause
         while (item := await self._clauses.get()) is not None:
             self._spoken[item.clause.clause_id] = item.spoken_at
-            yield item.clause
+            yield item.clause if self.lipsync is None else self.lipsync.clause(item.clause, item.spoken_at)
 
     async def _run(self) -> None:
         from ..mt import MTStage
         from ..tts import TTSStage
 
         translator, synthesizer = self._models
-        tts = TTSStage(synthesizer, pace=FifoPace(fifo=self.fifo))
+        # with lip-sync the FIFO holds only what is due now (the scheduler holds the rest): SpeakingPace's estimate
+        tts = TTSStage(synthesizer, pace=FifoPace(fifo=self.fifo) if self.lipsync is None else SpeakingPace())
         pipeline = Pipeline([MTStage(translator), tts], maxsize=8, tap=self._tap)
         try:
             async for item in pipeline.run(self._source()):
-                if isinstance(item, SpeechChunk):
+                if isinstance(item, SpeechChunk) and self.lipsync is None:
                     self._play(item)
+                elif isinstance(item, SpeechChunk):  # lip-sync measures its own delays (health)
+                    self._spoken.pop(item.translation.source.clause_id, None)
+                    if self.lipsync.speech(item) and item.first:
+                        self.stats.clauses_out += 1
         except Exception as exc:  # a model failing mid-talk: report it through health(), keep the feed up
             log.exception("translator %s failed", self.spec.target)
             self.stats.error = f"{type(exc).__name__}: {exc}"
@@ -175,7 +195,12 @@ class TranslatorWorker:
         self.stats.audio_dropped_s += (self.fifo.dropped - before) / WEBRTC_RATE
 
     def health(self) -> dict[str, Any]:
+        if self.lipsync is not None:
+            self.stats.delays.extend(self.lipsync.played_delays())
+            self.stats.audio_dropped_s = self.fifo.dropped / WEBRTC_RATE
         out = self.stats.summary()
+        if self.lipsync is not None:
+            out["lipsync"] = self.lipsync.stats()
         out["publishing"] = self._publisher is not None and self._publisher.pc.connectionState == "connected"
         out["backlog_s"] = round(len(self.fifo) / WEBRTC_RATE, 3)
         return out
@@ -198,6 +223,8 @@ class TranslatorWorker:
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         await self._unpublish()
+        if self.lipsync is not None:
+            await self.lipsync.stop()
 
 
 @dataclass

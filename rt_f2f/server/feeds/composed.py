@@ -19,11 +19,25 @@ import av
 
 from ...frames import AudioChunk, Caption, SpeechChunk
 from ..limits import MediaSettings
+from ..relay import Relay
 from ..tasks import spawn
 from .base import FeedEvents, FeedStats, ListenerFeed, PartStats
 from .engine import EngineFactory, EngineRunner
 
 _STOPPED = ("error", "closing", "closed")
+
+
+class PolicyHost(Protocol):
+    """What a video policy is built from: the relays it publishes on, the task set its background work joins, and
+    names for those tasks. ``EngineFeed`` is one; a live event's translator worker hosts a policy without being a
+    call feed (``rt_f2f.event.lipsync``)."""
+
+    speaker: str
+    audio: Relay[AudioChunk]
+    video: Relay[av.VideoFrame]
+    tasks: set[asyncio.Task]
+
+    def name(self, what: str) -> str: ...
 
 
 class VideoPolicy(Protocol):

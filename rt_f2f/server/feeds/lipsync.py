@@ -30,7 +30,7 @@ from ...av.live import FrameSink, LiveFaceToFace
 from ...frames import AudioChunk, SpeechChunk, VideoFrame
 from ..tasks import spawn
 from ..timebase import VIDEO_TIME_BASE, WEBRTC_RATE
-from .composed import EngineFeed
+from .composed import EngineFeed, PolicyHost
 from .lipsync_model import LipSyncModel
 from .pacer import Pacer
 
@@ -58,7 +58,7 @@ class LipSyncVideo:
     frame, and the scheduler corrects drift between the two from their arrival times.
     """
 
-    def __init__(self, feed: EngineFeed, model: LipSyncModel) -> None:
+    def __init__(self, feed: PolicyHost, model: LipSyncModel) -> None:
         self.feed = feed
         self.model = model
         self.video = feed.video
