@@ -454,6 +454,94 @@ def test_ray_cluster_places_translators_on_different_nodes() -> None:
 
 
 @pytest.mark.slow
+async def test_translator_with_a_checkpoint_publishes_the_speakers_face_re_mouthed(netns, tmp_path: Path) -> None:
+    """A translator worker in-process with a random-weight Wav2Lip checkpoint in the released format. The speaker (a
+    face photo on camera, the English talk on the microphone) publishes into Janus; the worker gets clauses as the
+    shared ASR sends them (on the ASR's clock, with the wall time each was heard), translates them into Portuguese,
+    re-mouths the frames it watches for that speech, and publishes both; a listener of its channel gets the face at
+    its size, changed at the mouth and nowhere else, with the speech. Random weights: counts, shapes and timing."""
+    from lipsync_fixtures import shared_checkpoint
+    from media_fixtures import face_photo
+    from test_server_lipsync import FaceTrack
+
+    from rt_f2f.audio import read_audio
+    from rt_f2f.event.janus_client import JanusSession
+    from rt_f2f.event.janus_process import JanusProcess
+    from rt_f2f.event.netns import INTERFACE
+    from rt_f2f.event.rtc import Watcher, publish
+    from rt_f2f.event.sfu import ORIGINAL, EventSfu
+    from rt_f2f.event.translator import SourceClause, TranslatorWorker, WorkerSpec
+    from rt_f2f.frames import Clause, Word
+    from rt_f2f.lipsync.detectors import MediaPipeDetector
+    from rt_f2f.lipsync.faces import FaceTracker
+    from rt_f2f.server.client import ArrayAudioTrack
+    from rt_f2f.server.feeds.lipsync_model import CallLipSyncConfig
+
+    size, room = 256, 4321
+    photo = face_photo(size)
+    box = FaceTracker(MediaPipeDetector()).update(photo, 0.0)
+    assert box is not None, "mediapipe finds no face in the test photo"
+    janus = JanusProcess(JanusConfig(ice_interfaces=(INTERFACE,)), tmp_path / "janus")
+    await janus.start()
+    sfu, session, worker, received = EventSfu(janus.config.url, room), None, None, []
+
+    def keep(frame) -> None:  # noqa: ANN001 - an av.VideoFrame
+        received.append(frame.to_ndarray(format="rgb24"))
+        del received[:-300]
+
+    try:
+        await sfu.open()
+        original, channel = await sfu.add_channel(ORIGINAL), await sfu.add_channel("pt")
+        session = await JanusSession.create(janus.config.url)
+        talk = ArrayAudioTrack(read_audio(TALK, 48000), 48000, loop=True)
+        speaker = await publish(session, room, "speaker", [talk, FaceTrack(photo)])
+        await sfu.forward(original, "speaker", speaker.feed_id)
+        worker = TranslatorWorker(WorkerSpec(
+            event_id=room, source="en", target="pt", janus_url=janus.config.url, room=room,
+            original_mountpoint=original.mountpoint, data_host="127.0.0.1", data_port=channel.data_port,
+            checkpoint_path=str(shared_checkpoint()),
+        ))  # fmt: skip
+        await sfu.forward(channel, "tr-pt", await worker.start())
+        listener = Watcher(session, on_video=keep)
+        await listener.watch(channel.mountpoint)
+        texts = ["He was not an ill disposed young man.", "Unless to be rather cold hearted.", "And rather selfish."]
+        for k, text in enumerate(texts):  # the ASR's clock is its own: these clauses sit 500 s into it
+            words = tuple(
+                Word(w, 500 + 3 * k + 0.3 * i, 500 + 3 * k + 0.3 * i + 0.25) for i, w in enumerate(text.split())
+            )
+            await asyncio.sleep(words[-1].end - words[0].start)  # spoken now, in real time
+            assert worker.submit(SourceClause(Clause(text, words, "en", k), time.time()))
+        await _until(lambda: worker.health()["delay_s"] is not None and worker.stats.clauses_out == len(texts), 120)
+        await asyncio.sleep(2)
+        health = worker.health()
+    finally:
+        if worker is not None:
+            await worker.stop()
+        if session is not None:
+            await session.close()
+        await sfu.close()
+        janus.stop()
+    lipsync, config = health["lipsync"], CallLipSyncConfig()
+    print(json.dumps({k: health[k] for k in ("delay_s", "delay_last_s", "clauses_out", "audio_dropped_s")} | lipsync))
+    assert health["error"] is None and health["clauses_dropped"] == 0 and lipsync["speech_without_clock"] == 0
+    assert lipsync["backend"] and lipsync["lipsync_rendered"] > 0, lipsync
+    assert lipsync["lipsync_rendered"] + lipsync["lipsync_skipped_late"] <= lipsync["frames_in"]
+    # mouth-to-ear from each clause's last word: the scheduler keeps every clause within D_max of its source
+    assert 0 < health["delay_s"] < config.max_delay_s, health
+    assert listener.reception.video_size == (size, size) and len(received) >= 100
+    assert np.abs(listener.reception.samples()).max(initial=0) > 0.05, "the listener heard no translated speech"
+    x1, y1, x2, y2 = box.ints()
+    outside = np.ones((size, size), bool)
+    outside[max(0, y1 - 6) : y2 + 6, max(0, x1 - 6) : x2 + 6] = False
+    mouth = np.zeros((size, size), bool)
+    mouth[y1 + (y2 - y1) // 2 : y2 - (y2 - y1) // 8, x1 + (x2 - x1) // 4 : x2 - (x2 - x1) // 4] = True
+    diffs = [np.abs(image.astype(np.int16) - photo).mean(axis=-1) for image in received]
+    away, at_mouth = np.array([d[outside].mean() for d in diffs]), np.array([d[mouth].mean() for d in diffs])
+    assert np.median(away) < 6.0, "outside the face the listener sees the speaker's picture (up to codec noise)"
+    assert (at_mouth > 3 * np.median(away)).sum() >= 5, f"no re-mouthed frame reached the listener: {at_mouth.round(1)}"
+
+
+@pytest.mark.slow
 async def test_janus_crash_is_restarted_and_the_original_republished(netns) -> None:
     """SIGKILL Janus mid-talk: rt-f2f restarts it on the same port, re-creates the layout, re-publishes the speaker."""
     from rt_f2f.event.controller import EventConfig, EventController
