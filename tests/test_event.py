@@ -134,11 +134,27 @@ def test_the_checkpoint_reaches_every_translator_as_an_absolute_path(tmp_path: P
     (config,) = configs
     assert config.checkpoint_path == str(tmp_path / "w.pth") and config.lipsync_backend == "torch"
     controller = EventController(config)
+    controller._folder.rmdir()  # made for Janus's config, unused here
     controller.original, controller.sfu = SimpleNamespace(mountpoint=5), SimpleNamespace(rtp_host="127.0.0.1")
     for code in config.targets:
         spec = controller._spec(SimpleNamespace(code=code, channel=SimpleNamespace(data_port=9)))
         assert (spec.target, spec.checkpoint_path, spec.lipsync_backend) == (code, config.checkpoint_path, "torch")
     assert main(argv[:-2]) == 0 and configs[-1].checkpoint_path is None  # without one: as before, no lip-sync
+
+
+def test_the_organiser_api_shows_each_translators_lipsync_figures() -> None:
+    from types import SimpleNamespace
+
+    from rt_f2f.event.controller import EventConfig, EventController, LanguageState
+
+    controller = EventController(EventConfig(source="en", targets=("pt", "es")))
+    controller.original = SimpleNamespace(source="speaker", mountpoint=1)
+    figures = {"lipsync_rendered": 12, "lipsync_skipped_late": 279, "video_dropped": 0, "frames_in": 314}
+    for code, health in (("pt", {"lipsync": figures, "clauses_out": 3}), ("es", {"clauses_out": 1})):
+        controller.languages[code] = LanguageState(code, SimpleNamespace(mountpoint=2, source=None), health=health)
+    languages = controller.status()["languages"]
+    controller._folder.rmdir()  # made for Janus's config, unused here
+    assert languages["pt"]["lipsync"] == figures and languages["es"]["lipsync"] is None
 
 
 async def test_event_lipsync_puts_clauses_on_the_workers_clock_and_counts_speech_without_one() -> None:
@@ -483,7 +499,7 @@ async def test_translator_with_a_checkpoint_publishes_the_speakers_face_re_mouth
     assert box is not None, "mediapipe finds no face in the test photo"
     janus = JanusProcess(JanusConfig(ice_interfaces=(INTERFACE,)), tmp_path / "janus")
     await janus.start()
-    sfu, session, worker, received = EventSfu(janus.config.url, room), None, None, []
+    sfu, session, worker, peers, received = EventSfu(janus.config.url, room), None, None, [], []
 
     def keep(frame) -> None:  # noqa: ANN001 - an av.VideoFrame
         received.append(frame.to_ndarray(format="rgb24"))
@@ -495,6 +511,7 @@ async def test_translator_with_a_checkpoint_publishes_the_speakers_face_re_mouth
         session = await JanusSession.create(janus.config.url)
         talk = ArrayAudioTrack(read_audio(TALK, 48000), 48000, loop=True)
         speaker = await publish(session, room, "speaker", [talk, FaceTrack(photo)])
+        peers.append(speaker)
         await sfu.forward(original, "speaker", speaker.feed_id)
         worker = TranslatorWorker(WorkerSpec(
             event_id=room, source="en", target="pt", janus_url=janus.config.url, room=room,
@@ -503,6 +520,7 @@ async def test_translator_with_a_checkpoint_publishes_the_speakers_face_re_mouth
         ))  # fmt: skip
         await sfu.forward(channel, "tr-pt", await worker.start())
         listener = Watcher(session, on_video=keep)
+        peers.append(listener)
         await listener.watch(channel.mountpoint)
         texts = ["He was not an ill disposed young man.", "Unless to be rather cold hearted.", "And rather selfish."]
         for k, text in enumerate(texts):  # the ASR's clock is its own: these clauses sit 500 s into it
@@ -517,6 +535,8 @@ async def test_translator_with_a_checkpoint_publishes_the_speakers_face_re_mouth
     finally:
         if worker is not None:
             await worker.stop()
+        for peer in peers:
+            await peer.close()
         if session is not None:
             await session.close()
         await sfu.close()
