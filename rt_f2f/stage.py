@@ -131,7 +131,8 @@ class Pipeline:
         self.maxsize = maxsize
         self.log = log or LatencyLog()
         self.tap = tap
-        self._head: FrameQueue | None = None  # the first stage's input while run() is being read
+        self._queues: list[FrameQueue] = []  # while run() is being read: each stage's input, then the reader's
+        self._live = 0  # the first of them whose reader has not taken END_OF_STREAM: where an interruption enters
         for stage in self.stages:
             stage.log = self.log
 
@@ -139,11 +140,12 @@ class Pipeline:
         """Send an INTERRUPTION at ``pts`` down the pipeline ahead of every queued data frame.
 
         Each stage takes it as soon as it finishes the frame in hand, acts on it in ``process`` and passes it on
-        to the front of the next queue; the reader of ``run`` gets it before the data still on its way. Call from
-        the event loop running ``run``. False when no run is being read (there is nothing to interrupt)."""
-        if self._head is None:
+        to the front of the next queue; the reader of ``run`` gets it before the data still on its way. While the
+        stream drains after its end, it enters at the first stage still reading. Call from the event loop running
+        ``run``. False when no run is being read (there is nothing to interrupt)."""
+        if not self._queues:
             return False
-        self._head.put_urgent(ControlEvent(ControlKind.INTERRUPTION, pts, detail or {}))
+        self._queues[self._live].put_urgent(ControlEvent(ControlKind.INTERRUPTION, pts, detail or {}))
         return True
 
     async def _put(self, stage: Stage, frame: Frame, outq: FrameQueue) -> None:
@@ -180,11 +182,12 @@ class Pipeline:
             finally:
                 await end_stream(queues[0], sent_end or end_of_stream(_pts(item)))
 
-        async def drive(stage: Stage, inq: FrameQueue, outq: FrameQueue) -> None:
+        async def drive(i: int, stage: Stage, inq: FrameQueue, outq: FrameQueue) -> None:
             item: Frame | None = None
             try:
                 while not is_end(item := await inq.get()):
                     await self._process(stage, item, outq)
+                self._live = i + 1  # this stage reads no more: interruptions enter behind it
                 async for out in stage.flush():
                     await self._put(stage, out, outq)
             finally:  # on a failure, the end still goes down so the reader stops and surfaces it
@@ -192,8 +195,8 @@ class Pipeline:
 
         tasks = [asyncio.create_task(feed(), name="pipeline-feed")]
         for i, stage in enumerate(self.stages):
-            tasks.append(asyncio.create_task(drive(stage, queues[i], queues[i + 1]), name=f"stage-{stage.name}"))
-        self._head = queues[0]
+            tasks.append(asyncio.create_task(drive(i, stage, queues[i], queues[i + 1]), name=f"stage-{stage.name}"))
+        self._queues, self._live = queues, 0
         try:
             while not is_end(item := await queues[-1].get()):
                 yield item
@@ -207,7 +210,7 @@ class Pipeline:
             if tasks[0].done():
                 tasks[0].result()  # surface the source's exception
         finally:
-            self._head = None
+            self._queues = []
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
