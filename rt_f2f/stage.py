@@ -3,7 +3,9 @@
 A stage turns each input frame into zero or more output frames (an async generator), so a stage may hold state
 (a growing ASR buffer, a half-finished clause) and emit when it is ready. Heavy compute runs on the stage's own
 worker thread: the event loop that serves WebRTC never blocks, and each model sees one thread, in order.
-Queues between stages are bounded so a slow stage pushes back instead of letting delay pile up unseen.
+Queues between stages are bounded so a slow stage pushes back instead of letting delay pile up unseen; lifecycle
+travels through them as typed control frames (``framequeue``): an interruption overtakes queued data, the end of
+stream follows it.
 """
 
 from __future__ import annotations
