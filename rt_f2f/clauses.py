@@ -19,10 +19,9 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .errors import RtF2fError
-from .frames import Clause, ControlEvent, ControlKind, Transcript, Word, join_words
+from .frames import Clause, ControlEvent, ControlKind, Frame, Transcript, Word, join_words
 from .stage import Stage
 
 _STRONG = re.compile(r"[.!?;:…。！？；：][\"'”’)\]]*$")
@@ -165,13 +164,14 @@ class ClauseStage(Stage):
         self._segment_id: int | None = None
         self._finished: int | None = None  # the last segment whose final transcript was taken
         self._taken = 0
+        self._heard = 0.0  # where the last words given end: the media time a flush at the end answers
 
     def _emit(self, clauses: list[Clause], media_in: float, wall_in: float) -> list[Clause]:
         for clause in clauses:
             self.record(media_in, clause.end, wall_in)
         return clauses
 
-    async def process(self, item: Any) -> AsyncIterator[Any]:
+    async def process(self, item: Frame) -> AsyncIterator[Frame]:
         wall_in = time.perf_counter()
         if isinstance(item, ControlEvent):
             if item.kind != ControlKind.INTERRUPTION:
@@ -194,9 +194,10 @@ class ClauseStage(Stage):
             out += self.segmenter.flush()
             self._finished, self._segment_id, self._taken = item.segment_id, None, 0
         media_in = item.committed[-1].end if item.committed else item.pts
+        self._heard = media_in
         for clause in self._emit(out, media_in, wall_in):
             yield clause
 
-    async def flush(self) -> AsyncIterator[Any]:
-        for clause in self.segmenter.flush():
+    async def flush(self) -> AsyncIterator[Frame]:
+        for clause in self._emit(self.segmenter.flush(), self._heard, time.perf_counter()):
             yield clause

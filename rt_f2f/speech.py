@@ -21,9 +21,10 @@ from . import languages
 from .asr.window import EncoderWindow
 from .clauses import ClauseConfig
 from .errors import LanguageError, RtF2fError
+from .framequeue import end_of_stream, end_stream, is_end
 from .frames import AudioChunk, Caption, Frame, SpeechChunk, Transcript, Translation, join_words
 from .recognition import RecognitionConfig
-from .stage import LatencyLog, Pipeline, Stage, end_stream
+from .stage import LatencyLog, Pipeline, Stage
 from .waterfall import WaterfallRecorder
 
 if TYPE_CHECKING:  # the contracts only: the backends behind them load in load_models(), not at import
@@ -149,8 +150,7 @@ class SpeechEngine:
 
     async def run(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[SpeechChunk | Caption]:
         """Translated speech and captions, in the order they are produced."""
-        out: asyncio.Queue = asyncio.Queue(maxsize=256)
-        done = object()
+        out: asyncio.Queue[Frame] = asyncio.Queue(maxsize=256)
 
         def tap(stage: str, frame: Frame) -> None:
             self.waterfall.observe(stage, frame, time.perf_counter() - self.origin)
@@ -168,15 +168,17 @@ class SpeechEngine:
         pipeline = Pipeline(self.stages(), maxsize=self.config.queue_size, log=self.log, tap=tap)
 
         async def drive() -> None:
+            pts = 0.0
             try:
-                async for chunk in pipeline.run(enrol(audio)):
-                    await out.put(chunk)
+                async for frame in pipeline.run(enrol(audio)):
+                    pts = frame.pts
+                    await out.put(frame)
             finally:
-                await end_stream(out, done)
+                await end_stream(out, end_of_stream(pts))
 
         task = asyncio.create_task(drive(), name="speech-engine")
         try:
-            while (item := await out.get()) is not done:
+            while not is_end(item := await out.get()):
                 yield item
             await task
         finally:

@@ -3,7 +3,9 @@
 A stage turns each input frame into zero or more output frames (an async generator), so a stage may hold state
 (a growing ASR buffer, a half-finished clause) and emit when it is ready. Heavy compute runs on the stage's own
 worker thread: the event loop that serves WebRTC never blocks, and each model sees one thread, in order.
-Queues between stages are bounded so a slow stage pushes back instead of letting delay pile up unseen.
+Queues between stages are bounded so a slow stage pushes back instead of letting delay pile up unseen; lifecycle
+travels through them as typed control frames (``framequeue``): an interruption overtakes queued data, the end of
+stream follows it.
 """
 
 from __future__ import annotations
@@ -18,21 +20,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .framequeue import FrameQueue, end_of_stream, end_stream, is_end
+from .frames import ControlEvent, ControlKind, Frame
+
 T = TypeVar("T")
-
-_END = object()
-
-
-async def end_stream(queue: asyncio.Queue, end: object = _END) -> None:
-    """Put the end-of-stream marker, unless this task is being cancelled.
-
-    A cancelled producer has no reader left: its consumer is being cancelled too, so a full queue would never drain
-    and the cancellation (a shutdown, a peer leaving) would wait forever on the put. A producer that ends normally
-    or fails still signals the end, so the reader stops and surfaces the error."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        return
-    await queue.put(end)
 
 
 @dataclass(frozen=True)
@@ -86,10 +77,14 @@ class Stage(ABC):
         self._executor: ThreadPoolExecutor | None = None
 
     @abstractmethod
-    def process(self, item: Any) -> AsyncIterator[Any]:
-        """Consume one frame, yield the frames it completes."""
+    def process(self, item: Frame) -> AsyncIterator[Frame]:
+        """Consume one frame, yield the frames it completes.
 
-    async def flush(self) -> AsyncIterator[Any]:
+        Control frames (FLUSH, END_OF_SPEECH, INTERRUPTION) arrive here too, in the order the queue delivers them
+        (an INTERRUPTION ahead of queued data); yield one on after acting on it, or the pipeline passes it on once
+        ``process`` returns. END_OF_STREAM never arrives here: the pipeline calls ``flush`` for it."""
+
+    async def flush(self) -> AsyncIterator[Frame]:
         """End of stream: yield whatever is still held."""
         return
         yield  # pragma: no cover - makes this an async generator
@@ -111,55 +106,103 @@ class Stage(ABC):
             self._executor = None
 
 
+def _pts(frame: Frame | None) -> float:
+    """A frame's media time, 0.0 before the first (sources in tests stream plain numbers)."""
+    return frame.pts if isinstance(frame, Frame) else 0.0
+
+
 class Pipeline:
-    """Stages in a line, each on its own task, joined by bounded queues."""
+    """Stages in a line, each on its own task, joined by ``FrameQueue``s (bounded for data).
+
+    Lifecycle travels as typed frames (``framequeue``): an INTERRUPTION (``interrupt()``) overtakes the data
+    queued in every queue on its way down; END_OF_STREAM follows the data before it, and at each stage the
+    pipeline calls ``flush`` and sends it on, so a stage's held frames come out after everything it was given.
+    Control frames the source sends come out at the end, its END_OF_STREAM last (the source is not read past it);
+    a source that just runs out ends the iteration with no END_OF_STREAM yielded.
+    """
 
     def __init__(
         self,
         stages: Sequence[Stage],
         maxsize: int = 16,
         log: LatencyLog | None = None,
-        tap: Callable[[str, Any], None] | None = None,
+        tap: Callable[[str, Frame], None] | None = None,
     ) -> None:
         """``tap(stage_name, frame)`` sees every frame every stage emits (captions, reports), in order."""
         self.stages = list(stages)
         self.maxsize = maxsize
         self.log = log or LatencyLog()
         self.tap = tap
+        self._queues: list[FrameQueue] = []  # while run() is being read: each stage's input, then the reader's
+        self._live = 0  # the first of them whose reader has not taken END_OF_STREAM: where an interruption enters
         for stage in self.stages:
             stage.log = self.log
 
-    def _emit(self, stage: Stage, frame: Any) -> None:
+    def interrupt(self, pts: float, detail: dict | None = None) -> bool:
+        """Send an INTERRUPTION at ``pts`` down the pipeline ahead of every queued data frame.
+
+        Each stage takes it as soon as it finishes the frame in hand, acts on it in ``process`` and passes it on
+        to the front of the next queue; the reader of ``run`` gets it before the data still on its way. While the
+        stream drains after its end, it enters at the first stage still reading. Call from the event loop running
+        ``run``. False when no run is being read (there is nothing to interrupt)."""
+        if not self._queues:
+            return False
+        self._queues[self._live].put_urgent(ControlEvent(ControlKind.INTERRUPTION, pts, detail or {}))
+        return True
+
+    async def _put(self, stage: Stage, frame: Frame, outq: FrameQueue) -> None:
+        if is_end(frame):
+            raise RuntimeError(
+                f"stage '{stage.name}' yielded END_OF_STREAM: end of stream belongs to the pipeline, which calls "
+                "the stage's flush() and sends it on; hold nothing back and return instead"
+            )
         if self.tap is not None:
             self.tap(stage.name, frame)
+        await outq.put(frame)
 
-    async def run(self, source: AsyncIterable[Any]) -> AsyncIterator[Any]:
-        queues = [asyncio.Queue(self.maxsize) for _ in range(len(self.stages) + 1)]
+    async def _process(self, stage: Stage, item: Frame, outq: FrameQueue) -> None:
+        passed_on = False
+        async for out in stage.process(item):
+            passed_on = passed_on or out is item
+            await self._put(stage, out, outq)
+        if isinstance(item, ControlEvent) and not passed_on:  # lifecycle reaches the end, whoever ignores it
+            await self._put(stage, item, outq)
+
+    async def run(self, source: AsyncIterable[Frame]) -> AsyncIterator[Frame]:
+        queues = [FrameQueue(self.maxsize) for _ in range(len(self.stages) + 1)]
+        sent_end: ControlEvent | None = None  # the source's own END_OF_STREAM, handed back to the reader
 
         async def feed() -> None:
+            nonlocal sent_end
+            item: Frame | None = None
             try:
                 async for item in source:
+                    if is_end(item):
+                        sent_end = item
+                        break
                     await queues[0].put(item)
             finally:
-                await end_stream(queues[0])
+                await end_stream(queues[0], sent_end or end_of_stream(_pts(item)))
 
-        async def drive(stage: Stage, inq: asyncio.Queue, outq: asyncio.Queue) -> None:
+        async def drive(i: int, stage: Stage, inq: FrameQueue, outq: FrameQueue) -> None:
+            item: Frame | None = None
             try:
-                while (item := await inq.get()) is not _END:
-                    async for out in stage.process(item):
-                        self._emit(stage, out)
-                        await outq.put(out)
+                while not is_end(item := await inq.get()):
+                    await self._process(stage, item, outq)
+                self._live = i + 1  # this stage reads no more: interruptions enter behind it
                 async for out in stage.flush():
-                    self._emit(stage, out)
-                    await outq.put(out)
-            finally:
-                await end_stream(outq)
+                    await self._put(stage, out, outq)
+            finally:  # on a failure, the end still goes down so the reader stops and surfaces it
+                await end_stream(outq, item if item is not None and is_end(item) else end_of_stream(_pts(item)))
 
         tasks = [asyncio.create_task(feed(), name="pipeline-feed")]
         for i, stage in enumerate(self.stages):
-            tasks.append(asyncio.create_task(drive(stage, queues[i], queues[i + 1]), name=f"stage-{stage.name}"))
+            tasks.append(asyncio.create_task(drive(i, stage, queues[i], queues[i + 1]), name=f"stage-{stage.name}"))
+        self._queues, self._live = queues, 0
         try:
-            while (item := await queues[-1].get()) is not _END:
+            while not is_end(item := await queues[-1].get()):
+                yield item
+            if item is sent_end:
                 yield item
             for task in tasks[1:]:  # a failed stage ended the stream early; those before it may be stuck on a put
                 if task.done() and not task.cancelled() and task.exception() is not None:
@@ -169,6 +212,7 @@ class Pipeline:
             if tasks[0].done():
                 tasks[0].result()  # surface the source's exception
         finally:
+            self._queues = []
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

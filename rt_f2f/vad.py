@@ -19,13 +19,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from math import gcd
-from typing import Any
 
 import numpy as np
 from scipy.signal import firwin, resample_poly
 
 from .errors import MediaError, RtF2fError
-from .frames import AudioChunk, ControlEvent, ControlKind, SpeechSegment
+from .frames import AudioChunk, ControlEvent, ControlKind, Frame, SpeechSegment
 from .rates import ENGINE_RATE
 from .stage import Stage
 
@@ -322,22 +321,29 @@ class VADStage(Stage):
     def __init__(self, config: VADConfig | None = None, source: str = "") -> None:
         super().__init__()
         self.segmenter = VADSegmenter(config, source)
+        self._heard = 0.0  # where the last audio given ends: the media time a flush at the end answers
 
-    async def process(self, item: Any) -> AsyncIterator[Any]:
+    def _close(self, media_in: float, wall_in: float) -> list[SpeechSegment]:
+        segments = self.segmenter.flush()
+        for segment in segments:
+            self.record(media_in, segment.audio.end, wall_in)
+        return segments
+
+    async def process(self, item: Frame) -> AsyncIterator[Frame]:
         wall_in = time.perf_counter()
         if isinstance(item, ControlEvent):
             if item.kind in (ControlKind.FLUSH, ControlKind.END_OF_SPEECH, ControlKind.END_OF_STREAM):
-                for segment in self.segmenter.flush():
-                    self.record(item.pts, segment.audio.end, wall_in)
+                for segment in self._close(item.pts, wall_in):
                     yield segment
             yield item
             return
         if not isinstance(item, AudioChunk):
             raise TypeError(f"VADStage takes AudioChunk or ControlEvent, not {type(item).__name__}")
+        self._heard = item.end
         for segment in self.segmenter.feed(item):
             self.record(item.end, segment.audio.end, wall_in)
             yield segment
 
-    async def flush(self) -> AsyncIterator[Any]:
-        for segment in self.segmenter.flush():
+    async def flush(self) -> AsyncIterator[Frame]:
+        for segment in self._close(self._heard, time.perf_counter()):
             yield segment

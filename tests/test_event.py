@@ -747,3 +747,24 @@ def test_translator_speaks_faster_while_its_fifo_holds_speech() -> None:
     assert pace.speed() == pytest.approx(1.3)
     fifo.read(48000 * 11)
     assert pace.speed() == 1.0
+
+
+async def test_translator_input_ends_with_end_of_stream_after_its_queued_clauses() -> None:
+    """Stopping a worker puts END_OF_STREAM behind the clauses already handed in, so they are still spoken; a
+    worker too far behind to take it says so (stop() then cancels instead of waiting on a full queue)."""
+    from rt_f2f.event.translator import MAX_PENDING_CLAUSES, SourceClause, TranslatorWorker, WorkerSpec
+    from rt_f2f.frames import Clause, Word
+
+    spec = WorkerSpec(1, "en", "pt", "ws://127.0.0.1:1", 1, 1, "127.0.0.1", 1)
+    worker = TranslatorWorker(spec)
+    clauses = [Clause(f"w{i}", (Word(f" w{i}", i, i + 0.5),), "en", i) for i in range(3)]
+    for i, clause in enumerate(clauses):
+        assert worker.submit(SourceClause(clause, spoken_at=100.0 + i))
+    assert worker._end_input()
+    assert [c async for c in worker._source()] == clauses
+    assert worker._spoken == {0: 100.0, 1: 101.0, 2: 102.0}
+
+    full = TranslatorWorker(spec)
+    for i in range(MAX_PENDING_CLAUSES):
+        full.submit(SourceClause(clauses[0], spoken_at=float(i)))
+    assert not full._end_input()

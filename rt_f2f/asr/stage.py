@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import numpy as np
 
 from ..audio import resample
-from ..frames import ControlEvent, ControlKind, SpeechSegment, Transcript, Word
+from ..frames import ControlEvent, ControlKind, Frame, SpeechSegment, Transcript, Word
 from ..stage import Stage
 from .base import Recogniser
 from .policy import LocalAgreementPolicy, PolicyUpdate, StreamingPolicy, TranscribeFn
@@ -83,7 +82,7 @@ class ASRStage(Stage):
         committed = self.policy.committed
         self.record(self.policy.audio_end, committed[-1].end if committed else self.policy.audio_end, wall_in)
 
-    async def process(self, item: Any) -> AsyncIterator[Any]:
+    async def process(self, item: Frame) -> AsyncIterator[Frame]:
         wall_in = time.perf_counter()
         if isinstance(item, ControlEvent):
             if self._segment_id is not None and item.kind != ControlKind.INTERRUPTION:
@@ -114,7 +113,7 @@ class ASRStage(Stage):
             self._record(wall_in)
             yield self._transcript(update, final=False)
 
-    async def flush(self) -> AsyncIterator[Any]:
+    async def flush(self) -> AsyncIterator[Frame]:
         if self._segment_id is not None:
             async for transcript in self._finish(time.perf_counter()):
                 yield transcript

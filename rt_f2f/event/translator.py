@@ -18,13 +18,15 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import av
 import numpy as np
 
-from ..frames import Clause, SpeechChunk, Translation
+from ..framequeue import end_of_stream, is_end
+from ..frames import Clause, ControlEvent, Frame, SpeechChunk, Translation
 from ..server.buffers import LatestFrames, PcmFifo
 from ..server.timebase import WEBRTC_RATE
 from ..server.tracks import SlotAudioTrack, SlotVideoTrack
@@ -95,7 +97,8 @@ class TranslatorWorker:
         self.stats = WorkerStats(spec.target, os.getpid())
         self.fifo = PcmFifo(int(MAX_BACKLOG_S * WEBRTC_RATE))
         self.frames: LatestFrames[av.VideoFrame] = LatestFrames(2)
-        self._clauses: asyncio.Queue[SourceClause | None] = asyncio.Queue(MAX_PENDING_CLAUSES)
+        self._clauses: asyncio.Queue[SourceClause | ControlEvent] = asyncio.Queue(MAX_PENDING_CLAUSES)
+        self._heard = 0.0  # where the last clause handed in ends: the input's end of stream
         self._spoken: dict[int, float] = {}
         self._session: JanusSession | None = None
         self._publisher: Publisher | None = None
@@ -145,10 +148,18 @@ class TranslatorWorker:
             self.stats.clauses_dropped += 1
             return False
         self._clauses.put_nowait(item)
+        self._heard = max(self._heard, item.clause.end)
         return True
 
-    async def _source(self):  # noqa: ANN202 - an async generator of Clause
-        while (item := await self._clauses.get()) is not None:
+    def _end_input(self) -> bool:
+        """END_OF_STREAM behind the queued clauses, so they are still spoken; False when the queue is full."""
+        if self._clauses.full():
+            return False
+        self._clauses.put_nowait(end_of_stream(self._heard))
+        return True
+
+    async def _source(self) -> AsyncIterator[Clause]:
+        while not is_end(item := await self._clauses.get()):
             self._spoken[item.clause.clause_id] = item.spoken_at
             yield item.clause if self.lipsync is None else self.lipsync.clause(item.clause, item.spoken_at)
 
@@ -172,7 +183,7 @@ class TranslatorWorker:
             log.exception("translator %s failed", self.spec.target)
             self.stats.error = f"{type(exc).__name__}: {exc}"
 
-    def _tap(self, stage: str, frame: Any) -> None:
+    def _tap(self, stage: str, frame: Frame) -> None:
         if isinstance(frame, Translation):
             clause = frame.source
             send_datagram(self.spec.data_host, self.spec.data_port, {
@@ -217,7 +228,8 @@ class TranslatorWorker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._clauses.put_nowait(None) if not self._clauses.full() else self._task.cancel()
+            if not self._end_input():  # too far behind to finish in time: stop now
+                self._task.cancel()
             try:
                 await asyncio.wait_for(self._task, 5)
             except (TimeoutError, asyncio.CancelledError):

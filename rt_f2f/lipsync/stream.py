@@ -28,12 +28,12 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..audio import resample
-from ..frames import AudioChunk, ControlEvent, ControlKind, SpeechChunk, VideoFrame
+from ..frames import AudioChunk, ControlEvent, ControlKind, Frame, SpeechChunk, VideoFrame
 from ..stage import Stage
 from .composite import Blender, build_input, crop_face, output_to_rgb
 from .faces import DEFAULT_PADS, FaceBox, FaceTracker, MediaPipeDetector
@@ -369,7 +369,7 @@ class LipSyncStage(Stage):
                 self.record(f.pts, f.pts, wall_in)
         return frames
 
-    async def process(self, item: Any) -> AsyncIterator[Any]:
+    async def process(self, item: Frame) -> AsyncIterator[Frame]:
         if isinstance(item, VideoFrame | AudioChunk | SpeechChunk):
             for f in self._yield(await self.in_worker(self._push, item)):
                 yield f
@@ -380,7 +380,7 @@ class LipSyncStage(Stage):
         else:
             yield item
 
-    async def flush(self) -> AsyncIterator[Any]:
+    async def flush(self) -> AsyncIterator[Frame]:
         if self._stream is not None:
             for f in self._yield(await self.in_worker(self._stream.flush)):
                 yield f

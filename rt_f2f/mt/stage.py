@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-from ..frames import Clause, ControlEvent, ControlKind, Translation
+from ..frames import Clause, ControlEvent, ControlKind, Frame, Translation
 from ..stage import Stage
 from .base import TranslationContext, Translator
 
@@ -36,7 +35,7 @@ class MTStage(Stage):
         self.max_context_gap = max_context_gap
         self._previous: tuple[Clause, str] | None = None
 
-    async def process(self, item: Any) -> AsyncIterator[Any]:
+    async def process(self, item: Frame) -> AsyncIterator[Frame]:
         if isinstance(item, ControlEvent):
             if item.kind in _RESETS:
                 self._previous = None

@@ -12,12 +12,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from ..errors import LanguageError, ModelMissingError, RtF2fError
-from ..frames import AudioChunk, SpeechChunk, Translation
+from ..frames import AudioChunk, Frame, SpeechChunk, Translation
 from ..languages import validate
 from ..models import REGISTRY
 from ..stage import Stage
@@ -239,7 +238,7 @@ class TTSStage(Stage):
             return self.synthesizer
         return get_synthesizer(language, self.backend, self.voice)
 
-    async def process(self, item: Any) -> AsyncIterator[Any]:
+    async def process(self, item: Frame) -> AsyncIterator[Frame]:
         if not isinstance(item, Translation):
             yield item
             return

@@ -25,13 +25,13 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ..audio import resample
 from ..errors import MediaError, ModelFormatError, ModelMissingError, RtF2fError
-from ..frames import AudioChunk, SpeechChunk, SpeechSegment
+from ..frames import AudioChunk, Frame, SpeechChunk, SpeechSegment
 from ..priority import lower_this_thread
 from ..stage import LatencyRecord, Stage
 from .embedding import EMBEDDING_DIM
@@ -349,7 +349,7 @@ class VCStage(Stage):
             self._enrolment = None
         super().close()
 
-    async def process(self, item: Any) -> AsyncIterator[Any]:
+    async def process(self, item: Frame) -> AsyncIterator[Frame]:
         if isinstance(item, AudioChunk):
             await asyncio.wrap_future(self.enrol(item))  # in stream order: speech after it sees this audio
             return
