@@ -277,11 +277,11 @@ class TTSStage(Stage):
         speed = self.pace.speed() if self.pace is not None and synth.rate_control else 1.0
         self.stats.speeds.append(speed)
         for i in range(len(phrases)):
-            started = time.perf_counter()
+            started, heard = time.perf_counter(), self._listener.clock()
             with self._urgency():
                 samples = await self.in_worker(synth.phrase_audio, phrases, i, item.language, speed)
-            self._phrase_s = time.perf_counter() - started
-            compute += self._phrase_s
+            compute += time.perf_counter() - started
+            self._phrase_s = self._listener.clock() - heard  # on the clock the listener's backlog is read on
             chunk = AudioChunk(samples, synth.sample_rate, pts, source=f"{self.name}:{synth.name}")
             wall_out = time.perf_counter()
             self.record(item.pts, pts, wall_in, wall_out)
