@@ -5,16 +5,18 @@ alone, 1.54 s beside a Whisper decode). An ASR step serves the *next* clause, wh
 current clause's anyway, so while the TTS synthesises audio a listener is waiting for, the ASR holds its next step
 back, for at most ``max_wait_s`` (wall time, and as much new audio) so it is never starved.
 
-The TTS stage marks those syntheses (``urgent``, any thread); the ASR stage asks ``hold_step`` each time it has a
-step ready and, while the answer is True, keeps taking in audio without stepping: the step it runs when the TTS
-goes idle (or the bound passes) then hears everything said so far, instead of audio that was stale by the wait.
-Holding never blocks anything, so nothing can deadlock on it; a synthesis that fails still clears its mark. The
-end-of-segment flush (``finish``) is never held: it comes at a pause, with no later audio to retry it on, and it
-commits the segment's last words. What it did is counted (``summary``) for the engine's report.
+The TTS stage marks those syntheses (``urgent``, any thread); the ASR stage asks ``hold`` each time it has a step
+ready. A held step waits on the event loop for the TTS to go idle, but only for ``slice_s`` at a time: the VAD sends
+the growing segment every 0.5 s, and between slices the stage takes that audio in, so the step it runs when the TTS
+goes idle (or the bound passes) hears nearly everything said so far rather than audio as stale as the whole wait.
+Nothing is locked across a wait (it polls a counter), so nothing can deadlock on it; a synthesis that fails still
+clears its mark. The end-of-segment flush (``finish``) is never held: it comes at a pause, with no later audio to
+retry it on, and it commits the segment's last words. What it did is counted (``summary``) for the engine's report.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 from .errors import RtF2fError
 
 DEFAULT_MAX_WAIT_S = 1.0  # one ASR step (asr_step_s): a held step at most doubles the next clause's commit delay
+SLICE_S = 0.25  # a held step waits this long for the TTS at a time, then takes in the audio that came meanwhile
+POLL_S = 0.02  # how often a waiting step looks at the TTS (a counter read on the event loop: costs nothing)
 
 
 @dataclass
@@ -31,6 +35,7 @@ class CriticalPath:
     """Shared by one engine's TTS stage (which marks) and ASR stage (which holds its steps)."""
 
     max_wait_s: float = DEFAULT_MAX_WAIT_S
+    slice_s: float = SLICE_S  # 0: never wait inside a call, only answer (the stage retries on its next audio)
     clock: Callable[[], float] = time.perf_counter
     urgent_syntheses: int = 0  # syntheses marked as awaited by a listener
     steps_deferred: int = 0  # ASR steps held back at least once
@@ -42,8 +47,11 @@ class CriticalPath:
     _held_audio_from: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.max_wait_s <= 5.0:
-            raise RtF2fError(f"TTS priority wait {self.max_wait_s} s is out of range", "use 0.5 to 2 seconds")
+        if not 0.0 < self.max_wait_s <= 5.0 or not 0.0 <= self.slice_s <= self.max_wait_s:
+            raise RtF2fError(
+                f"TTS priority wait {self.max_wait_s} s / slice {self.slice_s} s is out of range",
+                "use a wait of 0.5 to 2 seconds and a slice within it",
+            )
 
     @contextmanager
     def urgent(self) -> Iterator[None]:
@@ -66,6 +74,16 @@ class CriticalPath:
     def holding(self) -> bool:
         """A step is being held back now."""
         return self._held_since is not None
+
+    async def hold(self, audio_end: float) -> bool:
+        """``hold_step``, but a step held waits up to ``slice_s`` on the event loop for the TTS to go idle and runs at
+        once (False) if it does."""
+        if not self.hold_step(audio_end):
+            return False
+        deadline = time.monotonic() + self.slice_s
+        while self.busy and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(POLL_S, left))
+        return self.hold_step(audio_end)
 
     def hold_step(self, audio_end: float) -> bool:
         """The ASR has a step ready with audio heard up to ``audio_end`` (media seconds): True to hold it back now

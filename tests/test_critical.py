@@ -141,7 +141,7 @@ def test_a_failed_synthesis_clears_its_mark_and_the_report_counts_what_happened(
 
 async def test_the_asr_stage_keeps_listening_while_held_and_steps_on_all_it_heard_once_the_tts_is_idle() -> None:
     clock = FakeClock()
-    gate = CriticalPath(clock=clock)
+    gate = CriticalPath(slice_s=0.0, clock=clock)  # answer at once: the test moves the clock between calls
     recogniser = Listening()
     stage = ASRStage(recogniser, language="en", critical=gate)
     try:
@@ -160,7 +160,7 @@ async def test_the_asr_stage_keeps_listening_while_held_and_steps_on_all_it_hear
 
 async def test_the_end_of_a_segment_is_never_held_and_ends_the_hold() -> None:
     clock = FakeClock()
-    gate = CriticalPath(clock=clock)
+    gate = CriticalPath(slice_s=0.0, clock=clock)  # answer at once: the test moves the clock between calls
     recogniser = Listening()
     stage = ASRStage(recogniser, language="en", critical=gate)
     try:
@@ -221,7 +221,7 @@ async def test_the_gate_changes_nothing_the_tts_voices() -> None:
 
 @pytest.mark.parametrize("fail", [False, True], ids=["finishes", "fails"])
 async def test_an_asr_held_by_a_synthesis_steps_once_it_finishes_or_fails(fail: bool) -> None:
-    gate = CriticalPath(max_wait_s=5.0)
+    gate = CriticalPath(max_wait_s=5.0, slice_s=0.1)
     synth = Blocking(gate, fail=fail)
     synth.go.clear()
     tts = TTSStage(synth, critical=gate)
@@ -242,6 +242,32 @@ async def test_an_asr_held_by_a_synthesis_steps_once_it_finishes_or_fails(fail: 
         assert gate.steps_deferred == 1 and gate.bound_reached == 0
     finally:
         synth.go.set()  # a failed assertion above must not leave the worker waiting
+        tts.close()
+        asr.close()
+
+
+async def test_a_held_step_runs_as_soon_as_the_synthesis_ends_within_its_slice() -> None:
+    gate = CriticalPath(max_wait_s=5.0, slice_s=5.0)
+    order: list[str] = []
+
+    class Logged(Listening):
+        def transcribe(self, audio: np.ndarray, offset: float = 0.0, **options: object) -> ASRResult:
+            order.append("asr")
+            return super().transcribe(audio, offset, **options)
+
+    synth = Blocking(gate)
+    synth.go.clear()
+    tts = TTSStage(synth, critical=gate)
+    asr = ASRStage(Logged(), language="en", critical=gate)
+    try:
+        voicing = asyncio.create_task(_voice(tts, _translation("Bom dia a todos.")))
+        assert await asyncio.to_thread(synth.started.wait, 10)
+        asyncio.get_running_loop().call_later(0.05, lambda: (order.append("tts done"), synth.go.set()))
+        assert len(await _feed(asr, 1.0)) == 1  # held, then stepped in the same call once the TTS was idle
+        assert order == ["tts done", "asr"] and len(await voicing) == 1
+        assert gate.steps_deferred == 1 and gate.bound_reached == 0 and not gate.holding
+    finally:
+        synth.go.set()
         tts.close()
         asr.close()
 

@@ -76,8 +76,8 @@ class ASRStage(Stage):
             self.policy.committed, update.partial, self._segment_language or "", self._segment_id, final=final
         )
 
-    def _held(self) -> bool:
-        return self.critical is not None and self.critical.hold_step(self.policy.audio_end)
+    async def _held(self) -> bool:
+        return self.critical is not None and await self.critical.hold(self.policy.audio_end)
 
     async def _finish(self, wall_in: float) -> AsyncIterator[Transcript]:
         if self.critical is not None:
@@ -118,9 +118,10 @@ class ASRStage(Stage):
         if item.final:
             async for transcript in self._finish(wall_in):
                 yield transcript
-        elif self.policy.ready() and not self._held():
+        elif self.policy.ready() and not await self._held():
+            started = time.perf_counter()  # a hold is the gate's to count (CriticalPath.waited_s), not ASR compute
             update = await self.in_worker(self.policy.step)
-            self._record(wall_in)
+            self._record(started)
             yield self._transcript(update, final=False)
 
     async def flush(self) -> AsyncIterator[Any]:
