@@ -76,11 +76,12 @@ class CriticalPath:
         return self._held_since is not None
 
     async def hold(self, audio_end: float) -> bool:
-        """``hold_step``, but a step held waits up to ``slice_s`` on the event loop for the TTS to go idle and runs at
-        once (False) if it does."""
+        """``hold_step``, but a step held waits up to ``slice_s`` (never past the bound) on the event loop for the TTS
+        to go idle, and runs at once (False) if it does."""
         if not self.hold_step(audio_end):
             return False
-        deadline = time.monotonic() + self.slice_s
+        left_of_bound = self.max_wait_s - (self.clock() - (self._held_since or 0.0))
+        deadline = time.monotonic() + max(0.0, min(self.slice_s, left_of_bound))
         while self.busy and (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(POLL_S, left))
         return self.hold_step(audio_end)

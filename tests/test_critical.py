@@ -116,6 +116,16 @@ def test_a_step_is_never_held_past_the_bound_in_wall_time_or_in_audio(wall: floa
     assert gate.waited_s == pytest.approx(wall)
 
 
+async def test_a_held_step_never_waits_past_the_bound_inside_a_slice() -> None:
+    clock = FakeClock()
+    gate = CriticalPath(max_wait_s=5.0, slice_s=5.0, clock=clock)
+    with gate.urgent():
+        assert gate.hold_step(1.0)
+        clock.now += 5.0  # the bound has passed: the next call runs the step instead of waiting out its slice
+        assert not await asyncio.wait_for(gate.hold(1.1), timeout=2.0)
+    assert gate.bound_reached == 1 and gate.waited_s == pytest.approx(5.0)
+
+
 def test_a_failed_synthesis_clears_its_mark_and_the_report_counts_what_happened() -> None:
     clock = FakeClock()
     gate = CriticalPath(max_wait_s=0.8, clock=clock)
