@@ -121,8 +121,10 @@ async def test_a_held_step_never_waits_past_the_bound_inside_a_slice() -> None:
     gate = CriticalPath(max_wait_s=5.0, slice_s=5.0, clock=clock)
     with gate.urgent():
         assert gate.hold_step(1.0)
-        clock.now += 5.0  # the bound has passed: the next call runs the step instead of waiting out its slice
-        assert not await asyncio.wait_for(gate.hold(1.1), timeout=2.0)
+        clock.now += 4.95  # 0.05 s of the bound is left: the slice is cut to it, not the 5 s it could be
+        assert await asyncio.wait_for(gate.hold(1.1), timeout=2.0)
+        clock.now += 0.05
+        assert not await gate.hold(1.2)
     assert gate.bound_reached == 1 and gate.waited_s == pytest.approx(5.0)
 
 
