@@ -81,10 +81,20 @@ def main(argv: list[str] | None = None) -> int:
                 "spans": spans,
                 "chrf": translation_quality(report["translation"].lower(), reference)["chrf"],
                 "shares_p50": {k: round(v["p50"], 3) for k, v in stage_shares(live.waterfall).items()},
+                "tts_priority": live.tts_priority,
             }
             runs.append(run)
             p50 = float(np.median(spans)) if spans else float("nan")
-            print(f"round {round_} {label}: EVS p50 {p50:.2f} s over {len(spans)} clauses, load {load:.2f}", flush=True)
+            held = live.tts_priority
+            deferred = (
+                f", ASR steps deferred {held['asr_steps_deferred']} ({held['asr_waited_s']:.1f} s)"
+                if held.get("enabled")
+                else ""
+            )
+            print(
+                f"round {round_} {label}: EVS p50 {p50:.2f} s over {len(spans)} clauses, load {load:.2f}{deferred}",
+                flush=True,
+            )
     print("\nvariant | EVS p50 | EVS p95 | clauses | chrF | load (1 min)")
     for label in variants:
         mine = [r for r in runs if r["variant"] == label]

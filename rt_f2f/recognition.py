@@ -15,6 +15,7 @@ from .clauses import ClauseConfig
 
 if TYPE_CHECKING:
     from .asr.base import Recogniser
+    from .critical import CriticalPath
     from .stage import Stage
 
 PAUSE_MS = 300  # non-speech the VAD reports as a pause inside a segment
@@ -36,8 +37,11 @@ class RecognitionConfig:
     clauses: ClauseConfig = field(default_factory=ClauseConfig)
 
 
-def recognition_stages(recogniser: Recogniser, language: str | None, config: RecognitionConfig) -> list[Stage]:
-    """VAD, ASR and clause stages for ``recogniser`` hearing ``language`` (None: detected per segment)."""
+def recognition_stages(
+    recogniser: Recogniser, language: str | None, config: RecognitionConfig, critical: CriticalPath | None = None
+) -> list[Stage]:
+    """VAD, ASR and clause stages for ``recogniser`` hearing ``language`` (None: detected per segment); with
+    ``critical`` the ASR holds its steps while the TTS beside it voices what a listener waits for."""
     from .asr.policy import POLICIES
     from .asr.stage import ASRStage
     from .clauses import ClauseStage
@@ -55,6 +59,7 @@ def recognition_stages(recogniser: Recogniser, language: str | None, config: Rec
             language=language,
             beam_size=config.asr_beam_size,
             window=config.asr_window,
+            critical=critical,
             policy=lambda transcribe: POLICIES[config.asr_policy](transcribe, min_chunk_s=config.asr_step_s, **options),
         ),
         ClauseStage(config.clauses),

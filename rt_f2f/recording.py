@@ -56,6 +56,7 @@ class SpeechRun:
     source_captions: list[Caption] = field(default_factory=list)
     voice: dict[str, Any] = field(default_factory=dict)
     waterfall: list[ClauseWaterfall] = field(default_factory=list)
+    tts_priority: dict[str, float | int] = field(default_factory=dict)  # what critical.CriticalPath did, if on
 
 
 def place(records: list[ClauseRecord], realtime: bool) -> None:
@@ -123,6 +124,7 @@ async def translate_recording(
     return SpeechRun(
         np.clip(timeline, -1, 1), out_rate, ordered, engine.log, samples.size / ENGINE_RATE, wall, realtime,
         source_captions, voice, engine.waterfall.rows(),
+        engine.critical.summary() if engine.critical is not None else {"enabled": False},
     )  # fmt: skip
 
 
@@ -187,4 +189,5 @@ def build_report(run: SpeechRun, config: SpeechConfig, input_path: str) -> dict[
         "latency": summary,
         "real_time_factor": {stage: s["compute_total_s"] / run.duration for stage, s in summary.items()},
         "voice_conversion": run.voice,
+        "tts_priority": run.tts_priority,
     }

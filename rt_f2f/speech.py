@@ -20,6 +20,7 @@ import numpy as np
 from . import languages
 from .asr.window import EncoderWindow
 from .clauses import ClauseConfig
+from .critical import CriticalPath
 from .errors import LanguageError, RtF2fError
 from .framequeue import end_of_stream, end_stream, is_end
 from .frames import AudioChunk, Caption, Frame, SpeechChunk, Transcript, Translation, join_words
@@ -56,6 +57,9 @@ class SpeechConfig:
     clauses: ClauseConfig = field(default_factory=ClauseConfig)
     tts_max_speed: float = 1.3  # the TTS speaks up to this much faster while the listener is behind (1: never)
     tts_first_phrase_words: int | None = 3  # slow voices cut a clause's first phrase after this many words
+    # the ASR holds its next step (<= 1 s) while the TTS voices what a listener waits for (critical.CriticalPath).
+    # Off until measured live on a quiet machine: python -m benchmarks.ab_speech --variant tts_priority=True
+    tts_priority: bool = False
     queue_size: int = 32
 
     @property
@@ -117,6 +121,7 @@ class SpeechEngine:
         self.models = models
         self.log = LatencyLog()
         self.vc: VCStage | None = None  # the voice-conversion stage, fed the speaker's audio for live enrolment
+        self.critical: CriticalPath | None = None  # with tts_priority: what the TTS marks and the ASR defers to
         self.waterfall = WaterfallRecorder()
         self.origin = time.perf_counter()  # perf_counter of session time 0 (the caller sets it when input starts)
 
@@ -132,13 +137,15 @@ class SpeechEngine:
 
         self.load()
         m = self.models
+        self.critical = CriticalPath() if self.config.tts_priority else None
         stages: list[Stage] = [
-            *recognition_stages(m.recogniser, self.config.source, self.config.recognition),
+            *recognition_stages(m.recogniser, self.config.source, self.config.recognition, critical=self.critical),
             MTStage(m.translator),
             TTSStage(
                 m.synthesizer,
                 pace=SpeakingPace(max_speed=self.config.tts_max_speed) if self.config.tts_max_speed > 1 else None,
                 first_phrase_words=self.config.tts_first_phrase_words,
+                critical=self.critical,
             ),
         ]
         if self.config.voice_conversion:

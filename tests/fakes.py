@@ -22,6 +22,19 @@ from audio_checks import tone
 from rt_f2f.errors import RtF2fError
 from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, VideoFrame, Word
 
+# -- time --------------------------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that moves only when the test moves ``now``: timing logic tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 # -- speech ------------------------------------------------------------------------------------------------------
 
 Speech = Callable[[int, np.ndarray, int], tuple[np.ndarray, int]]  # (clause id, input heard, its rate) -> audio

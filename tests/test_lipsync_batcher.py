@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from fakes import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,14 +27,6 @@ from rt_f2f.lipsync.shared_generator import SharedGenerator
 from rt_f2f.lipsync.stream import LipSyncStream
 
 FPS = 25.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def linear_cost(n: int) -> float:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from ..audio import resample
+from ..critical import CriticalPath
 from ..frames import ControlEvent, ControlKind, Frame, SpeechSegment, Transcript, Word
 from ..stage import Stage
 from .base import Recogniser
@@ -30,7 +31,8 @@ class ASRStage(Stage):
     one Whisper detects on its first step. Latency records: media in = end of the audio heard, media out = end of
     the last committed word of the segment. Each step pads the buffer to ``window`` rather than Whisper's 30 s
     (``STREAMING_WINDOW``: ~3-4x cheaper per call on 2 cores at the same word error rate; ``FULL_WINDOW`` restores
-    the old behaviour).
+    the old behaviour). With ``critical``, a step that is ready while the TTS voices audio a listener waits for is
+    held back (the stage keeps taking in audio) until the TTS is idle or the bound passes (``critical.CriticalPath``).
     """
 
     name = "asr"
@@ -42,8 +44,10 @@ class ASRStage(Stage):
         policy: PolicyFactory | None = None,
         beam_size: int = 1,
         window: EncoderWindow = STREAMING_WINDOW,
+        critical: CriticalPath | None = None,
     ) -> None:
         super().__init__()
+        self.critical = critical
         self.recogniser = recogniser
         self.language = recogniser.check_language(language)
         self.beam_size = beam_size
@@ -71,7 +75,12 @@ class ASRStage(Stage):
             self.policy.committed, update.partial, self._segment_language or "", self._segment_id, final=final
         )
 
+    async def _held(self) -> bool:
+        return self.critical is not None and await self.critical.hold(self.policy.audio_end)
+
     async def _finish(self, wall_in: float) -> AsyncIterator[Transcript]:
+        if self.critical is not None:
+            self.critical.release()  # never held: the segment's last words commit now
         update = await self.in_worker(self.policy.finish)
         transcript = self._transcript(update, final=True)
         self._record(wall_in)
@@ -108,9 +117,10 @@ class ASRStage(Stage):
         if item.final:
             async for transcript in self._finish(wall_in):
                 yield transcript
-        elif self.policy.ready():
+        elif self.policy.ready() and not await self._held():
+            started = time.perf_counter()  # a hold is the gate's to count (CriticalPath.waited_s), not ASR compute
             update = await self.in_worker(self.policy.step)
-            self._record(wall_in)
+            self._record(started)
             yield self._transcript(update, final=False)
 
     async def flush(self) -> AsyncIterator[Frame]:

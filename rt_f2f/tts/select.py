@@ -11,10 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..critical import CriticalPath
 from ..errors import LanguageError, ModelMissingError, RtF2fError
 from ..frames import AudioChunk, Frame, SpeechChunk, Translation
 from ..languages import validate
@@ -23,6 +25,9 @@ from ..stage import Stage
 from .base import Synthesizer, split_first
 
 BACKENDS = ("piper", "kokoro", "mms", "espeak")
+# a phrase is awaited when the listener will have heard everything voiced before it within this many times the last
+# phrase's synthesis time: beside a Whisper decode a Kokoro phrase takes ~1.6x as long as alone (2 cores)
+URGENCY_FACTOR = 1.6
 
 _cache: dict[tuple[str, str], Synthesizer] = {}
 _cache_lock = threading.Lock()
@@ -208,7 +213,10 @@ class TTSStage(Stage):
     The first chunk is stamped with the translation's source timestamp (where the speaker began the clause) and
     each later chunk follows on from the previous one's end, so the scheduler knows where in the source this
     speech belongs. Frames that are not translations (control events) pass through. One latency record per chunk:
-    the first record's compute time is the time to first audio.
+    the first record's compute time is the time to first audio. With ``critical``, each synthesis the listener is
+    waiting for (they will have heard everything voiced before it sooner than ``URGENCY_FACTOR`` times the last
+    phrase's synthesis time: every first phrase when the TTS keeps up, every phrase when it is behind) is marked
+    urgent, and the ASR holds its next step back while it runs.
     """
 
     name = "tts"
@@ -220,6 +228,7 @@ class TTSStage(Stage):
         voice: str | None = None,
         pace: SpeakingPace | None = None,
         first_phrase_words: int | None = None,
+        critical: CriticalPath | None = None,
     ):
         """``pace`` None voices every clause at the voice's own rate. ``first_phrase_words``: with a backend slow
         enough to voice clause by clause (``clause_level``), a long first phrase is cut after that many words, so a
@@ -230,7 +239,16 @@ class TTSStage(Stage):
         self.backend = backend
         self.voice = voice
         self.pace = pace
+        self.critical = critical
+        # what the listener still has to hear (``pace`` tracks it already; without one, a 1.0x pace only listens)
+        self._listener = pace if pace is not None else SpeakingPace(max_speed=1.0)
+        self._phrase_s = float("inf")  # the last phrase's synthesis time: nothing voiced yet, so the first is awaited
         self.stats = TTSStats()
+
+    def _urgency(self) -> AbstractContextManager[None]:
+        if self.critical is None or self._listener.backlog() >= URGENCY_FACTOR * self._phrase_s:
+            return nullcontext()
+        return self.critical.urgent()
 
     def _synth_for(self, language: str) -> Synthesizer:
         if self.synthesizer is not None:
@@ -258,9 +276,11 @@ class TTSStage(Stage):
         speed = self.pace.speed() if self.pace is not None and synth.rate_control else 1.0
         self.stats.speeds.append(speed)
         for i in range(len(phrases)):
-            started = time.perf_counter()
-            samples = await self.in_worker(synth.phrase_audio, phrases, i, item.language, speed)
+            started, heard = time.perf_counter(), self._listener.clock()
+            with self._urgency():
+                samples = await self.in_worker(synth.phrase_audio, phrases, i, item.language, speed)
             compute += time.perf_counter() - started
+            self._phrase_s = self._listener.clock() - heard  # on the clock the listener's backlog is read on
             chunk = AudioChunk(samples, synth.sample_rate, pts, source=f"{self.name}:{synth.name}")
             wall_out = time.perf_counter()
             self.record(item.pts, pts, wall_in, wall_out)
@@ -268,8 +288,7 @@ class TTSStage(Stage):
                 self.stats.first_audio_s.append(wall_out - wall_in)
             pts += chunk.duration
             audio_total += chunk.duration
-            if self.pace is not None:
-                self.pace.voiced(chunk.duration)
+            self._listener.voiced(chunk.duration)
             yield SpeechChunk(chunk, item, first=i == 0, last=i == len(phrases) - 1)
         self.stats.compute_s.append(compute)
         self.stats.audio_s.append(audio_total)
