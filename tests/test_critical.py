@@ -151,11 +151,16 @@ def test_a_failed_synthesis_clears_its_mark_and_the_report_counts_what_happened(
 # -- the ASR stage -------------------------------------------------------------------------------------------------
 
 
-async def test_the_asr_stage_keeps_listening_while_held_and_steps_on_all_it_heard_once_the_tts_is_idle() -> None:
+def _held_asr() -> tuple[FakeClock, CriticalPath, Listening, ASRStage]:
+    """An ASR stage behind a gate that answers at once: the test moves the clock between calls."""
     clock = FakeClock()
-    gate = CriticalPath(slice_s=0.0, clock=clock)  # answer at once: the test moves the clock between calls
+    gate = CriticalPath(slice_s=0.0, clock=clock)
     recogniser = Listening()
-    stage = ASRStage(recogniser, language="en", critical=gate)
+    return clock, gate, recogniser, ASRStage(recogniser, language="en", critical=gate)
+
+
+async def test_the_asr_stage_keeps_listening_while_held_and_steps_on_all_it_heard_once_the_tts_is_idle() -> None:
+    clock, gate, recogniser, stage = _held_asr()
     try:
         assert await _feed(stage, 0.5) == []
         with gate.urgent():
@@ -171,10 +176,7 @@ async def test_the_asr_stage_keeps_listening_while_held_and_steps_on_all_it_hear
 
 
 async def test_the_end_of_a_segment_is_never_held_and_ends_the_hold() -> None:
-    clock = FakeClock()
-    gate = CriticalPath(slice_s=0.0, clock=clock)  # answer at once: the test moves the clock between calls
-    recogniser = Listening()
-    stage = ASRStage(recogniser, language="en", critical=gate)
+    clock, gate, recogniser, stage = _held_asr()
     try:
         with gate.urgent():
             assert await _feed(stage, 1.0) == []
