@@ -217,9 +217,8 @@ def test_latency_below_the_audio_lookahead_is_refused():
 
 async def test_stage_in_a_pipeline_keeps_order_and_records_latency(audio_2s):
     backend = RecordingBackend()
-    stage = LipSyncStage(
-        LipSyncStream(backend, fps=FPS, batch_size=4, max_latency_s=0.4, tracker=FixedTracker(frozenset({3})))
-    )
+    stream = LipSyncStream(backend, fps=FPS, batch_size=4, max_latency_s=0.4, tracker=FixedTracker(frozenset({3})))
+    stage = LipSyncStage(lambda: stream)
     inputs = frames(20)
 
     async def source():

@@ -339,15 +339,17 @@ class LipSyncStage(Stage):
 
     name = "lipsync"
 
-    def __init__(self, stream: LipSyncStream | Callable[[], LipSyncStream]) -> None:
+    def __init__(self, build: Callable[[], LipSyncStream]) -> None:
+        """``build`` makes the stream on the stage's worker thread, where its face detector then lives (as
+        ``av.live.FrameSink`` does); a stream built elsewhere is handed in as ``lambda: stream``."""
         super().__init__()
-        self._stream_or_factory = stream
-        self._stream: LipSyncStream | None = stream if isinstance(stream, LipSyncStream) else None
+        self._build = build
+        self._stream: LipSyncStream | None = None
         self._wall_in: dict[tuple[int, float], float] = {}
 
     def _get(self) -> LipSyncStream:
         if self._stream is None:
-            self._stream = self._stream_or_factory()  # built on the worker thread: the detector lives there
+            self._stream = self._build()
         return self._stream
 
     @property
