@@ -8,11 +8,13 @@ is never sent before its time), never how late a loaded machine sends it.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_event import netns  # noqa: F401  (the slow test's network namespace)
 
 from rt_f2f.errors import MediaError
 from rt_f2f.event import speaker_file
@@ -129,6 +131,24 @@ async def test_frames_behind_the_sound_are_skipped_and_counted_and_a_finished_ta
     assert talk.stats()["frames_late"] == video.frames_late
 
 
+async def test_a_file_that_breaks_mid_talk_holds_its_last_picture_and_says_why() -> None:
+    from rt_f2f.event.speaker_file import FileVideoTrack
+    from rt_f2f.video_timeline import ThreadedFrames, TimedFrame
+
+    def breaks_after_two():  # what looped_frames does when read_frames meets a corrupt stretch
+        for k in range(2):
+            yield TimedFrame(0, k / FPS, np.full((48, 64, 3), 20 + 10 * k, np.uint8))
+        raise MediaError("talk.mp4: corrupt video after 2 frames (Invalid data)", "re-export the file")
+
+    clock = ArrayAudioTrack(np.zeros(4800, np.float32), 48000)
+    video = FileVideoTrack(ThreadedFrames(breaks_after_two()), clock, FPS)
+    frames = [await video.recv() for _ in range(4)]
+    video.stop()
+    assert [number_of(f.to_ndarray(format="rgb24")) for f in frames] == [0, 1, 1, 1]
+    assert np.diff([f.pts for f in frames]).tolist() == [VIDEO_CLOCK // FPS] * 3
+    assert "corrupt video after 2 frames" in video.decode_error
+
+
 def test_a_sound_only_file_keeps_the_pattern_video() -> None:
     talk = open_speaker_file(str(TALK), loop=True)
     assert talk.picture is None and talk.stats()["video"] is False
@@ -178,3 +198,46 @@ def test_rt_f2f_event_start_with_a_bad_input_says_so_in_one_line(
     assert main(["event", "start", "--source", "en", "--targets", "pt", "--input", str(garbage)]) == 2
     err = capsys.readouterr().err
     assert "not a readable media file" in err and str(garbage) in err and "hint:" in err
+
+
+# -- slow, inside a network namespace (root) -----------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.usefixtures("netns")
+async def test_an_event_playing_a_face_video_with_a_checkpoint_re_mouths_the_speakers_face(tmp_path: Path) -> None:
+    """``--input`` a still face talking, a random-weight Wav2Lip checkpoint, pt pinned: the original carries the
+    file's own pictures at their size, and the pt translator finds the face in them and renders mouths for its
+    speech (random weights: counts only, never quality)."""
+    from camera_fixtures import write_still_talk
+    from lipsync_fixtures import shared_checkpoint
+    from test_event import _until
+
+    from rt_f2f.event.controller import EventConfig, EventController
+    from rt_f2f.event.janus_client import JanusSession
+    from rt_f2f.event.netns import INTERFACE
+    from rt_f2f.event.placement import shutdown
+    from rt_f2f.event.rtc import Watcher
+
+    face = write_still_talk(tmp_path / "talk.mp4", seconds=11.6)
+    config = EventConfig(source="en", targets=("pt",), ice_interfaces=(INTERFACE,), input_file=str(face),
+                         input_loop=True, pin=True, checkpoint_path=str(shared_checkpoint()))  # fmt: skip
+    controller = EventController(config)
+    session = watcher = None
+    try:
+        await controller.start()
+        session = await JanusSession.create(controller.janus_url)
+        watcher = Watcher(session, keep_audio=False)
+        await watcher.watch(controller.join("original")["mountpoint"])
+        pt = controller.languages["pt"]
+        await _until(lambda: (pt.health.get("lipsync") or {}).get("lipsync_rendered", 0) > 0, 400)
+        status = controller.status()
+    finally:
+        for closer in (watcher, session):
+            if closer is not None:
+                await closer.close()
+        await controller.stop()
+        shutdown()
+    print(json.dumps({"input": status["input"], "lipsync": status["languages"]["pt"]["lipsync"]}))
+    assert watcher.reception.video_size == (256, 256) and watcher.reception.video_frames > 0
+    assert status["input"]["video"] and status["input"]["frames_sent"] > 0 and status["input"]["decode_error"] is None
+    lipsync = status["languages"]["pt"]["lipsync"]
+    assert lipsync["lipsync_rendered"] > 0 and lipsync["lipsync_rendered"] <= lipsync["frames_in"], lipsync

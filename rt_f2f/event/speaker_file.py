@@ -72,6 +72,7 @@ class FileVideoTrack(MediaStreamTrack):
         self.frames_late = 0
         self.frames_too_dense = 0
         self.decode_error: str | None = None
+        self._ended = False  # the single pass is over, or the file failed: only the last picture is left
 
     @property
     def loops(self) -> int:
@@ -85,18 +86,18 @@ class FileVideoTrack(MediaStreamTrack):
         return self._own_start
 
     async def _next(self) -> TimedFrame:
-        frame = None
-        if self.decode_error is None:
+        if not self._ended:
             try:
                 frame = await self._frames.next()
             except MediaError as exc:
-                self.decode_error = str(exc)
+                frame, self.decode_error = None, str(exc)
                 log.warning("speaker file: %s; the picture holds its last frame", exc)
-        if frame is not None:
-            return frame
+            if frame is not None:
+                return frame
+            self._ended = True
         if self._last is None:  # nothing to hold: the file failed before its first frame
             raise MediaStreamError
-        # the single pass is over (or the file failed): the last picture stays, one frame per 1 / fps
+        # the last picture stays, one frame per 1 / fps
         return TimedFrame(self._last.loop, self._last.pts + 1.0 / self._fps, self._last.image)
 
     async def recv(self) -> av.VideoFrame:
@@ -116,7 +117,7 @@ class FileVideoTrack(MediaStreamTrack):
             if due > now:
                 await asyncio.sleep(due - now)
             self._sent_pts = frame.pts
-            self._rtp_pts = max(self._rtp_pts + 1, int(frame.pts * VIDEO_CLOCK))
+            self._rtp_pts = max(self._rtp_pts + 1, round(frame.pts * VIDEO_CLOCK))
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.image), format="rgb24")
             out.pts, out.time_base = self._rtp_pts, VIDEO_TIME_BASE
             self.frames_sent += 1
