@@ -8,12 +8,14 @@ is never sent before its time), never how late a loaded machine sends it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from aiortc.mediastreams import MediaStreamError
 from test_event import netns  # noqa: F401  (the slow test's network namespace)
 
 from rt_f2f.errors import MediaError
@@ -82,24 +84,31 @@ async def test_the_speaker_track_sends_the_files_frames_on_the_sounds_clock_and_
     monkeypatch.setattr(speaker_file, "LEAD_IN_S", 0.2)
     talk = open_speaker_file(str(write_still_talk(tmp_path / "face.mp4", seconds=0.6)), loop=True)
     assert talk.picture is not None and talk.size == (256, 256) and talk.picture.fps == FPS
-    audio, video = talk.tracks()
-    assert talk.tracks() == [audio, video]  # a re-publish (Janus restarted) resumes the same tracks
+    sound_out, picture_out = talk.tracks()
+    audio, video = talk.audio, talk.video
     period = audio.samples.size / 48000
     assert period == pytest.approx(0.8, abs=0.1)  # 0.2 s lead-in + 0.6 s of AAC (its padding aside)
 
     async def play_sound() -> None:
-        while True:
-            await audio.recv()
+        with contextlib.suppress(MediaStreamError):  # until the re-publish below stops this outlet
+            while True:
+                await sound_out.recv()
 
     sound = asyncio.create_task(play_sound())
     sent: list[tuple[float, int, tuple[int, int]]] = []
     try:
         while len(sent) < 2 * FPS:  # two seconds: past the second loop's start
-            frame = await video.recv()
+            frame = await picture_out.recv()
             sent.append((time.monotonic(), frame.pts, (frame.width, frame.height)))
+        # a re-publish (Janus restarted; aiortc stopped the old sender's tracks) goes on where the clock is
+        sound_out.stop()
+        picture_out.stop()
+        _, again = talk.tracks()
+        assert video.readyState == "live" and (await again.recv()).pts > sent[-1][1]
     finally:
         sound.cancel()
         talk.close()
+    assert video.readyState == audio.readyState == "ended"
     assert audio.started is not None
     assert {size for _, _, size in sent} == {(256, 256)}
     pts = np.array([p for _, p, _ in sent])
@@ -107,9 +116,9 @@ async def test_the_speaker_track_sends_the_files_frames_on_the_sounds_clock_and_
     # never early: each frame leaves when the sound's clock reaches it (late ones were skipped, and counted)
     assert all(wall >= audio.started + p / VIDEO_CLOCK - 0.005 for wall, p, _ in sent)
     assert video.loops >= 1 and pts[-1] / VIDEO_CLOCK > period
-    assert video.frames_sent == len(sent) and video.decode_error is None
+    assert video.frames_sent == len(sent) + 1 and video.decode_error is None
     stats = talk.stats()
-    assert stats["video"] and stats["frames_sent"] == len(sent) and stats["frames_late"] == video.frames_late
+    assert stats["video"] and stats["frames_sent"] == len(sent) + 1 and stats["frames_late"] == video.frames_late
 
 
 async def test_frames_behind_the_sound_are_skipped_and_counted_and_a_finished_talk_holds_its_last_picture(
@@ -117,7 +126,8 @@ async def test_frames_behind_the_sound_are_skipped_and_counted_and_a_finished_ta
 ) -> None:
     path = numbered_video(tmp_path / "talk.mp4", frames=10, audio_s=0.4)
     talk = open_speaker_file(str(path), loop=False)
-    audio, video = talk.tracks()
+    talk.tracks()
+    audio, video = talk.audio, talk.video
     end = audio.samples.size / 48000  # lead-in + 0.4 s
     audio.started = time.monotonic() - (end + 0.5)  # the sound is half a second past the end already
     try:
@@ -153,9 +163,9 @@ def test_a_sound_only_file_keeps_the_pattern_video() -> None:
     talk = open_speaker_file(str(TALK), loop=True)
     assert talk.picture is None and talk.stats()["video"] is False
     audio, pattern = talk.tracks()
-    assert isinstance(audio, ArrayAudioTrack) and isinstance(pattern, PatternVideoTrack)
+    assert isinstance(audio.inner, ArrayAudioTrack) and isinstance(pattern, PatternVideoTrack)
     again = talk.tracks()
-    assert again[0] is audio and again[1] is not pattern  # the pattern is made afresh for every publish
+    assert again[0].inner is audio.inner and again[1] is not pattern  # the pattern is made afresh for every publish
     talk.close()
 
 
@@ -241,3 +251,52 @@ async def test_an_event_playing_a_face_video_with_a_checkpoint_re_mouths_the_spe
     assert status["input"]["video"] and status["input"]["frames_sent"] > 0 and status["input"]["decode_error"] is None
     lipsync = status["languages"]["pt"]["lipsync"]
     assert lipsync["lipsync_rendered"] > 0 and lipsync["lipsync_rendered"] <= lipsync["frames_in"], lipsync
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("netns")
+async def test_after_a_janus_crash_the_files_pictures_resume_on_the_sounds_clock(tmp_path: Path) -> None:
+    """SIGKILL Janus: the re-published speaker sends the same file tracks, which pick up where the sound's clock is
+    (pictures that fell behind are skipped and counted, not sent in a burst), and the old peer connection no longer
+    pulls them (two senders on one track would each get every other frame)."""
+    from camera_fixtures import write_still_talk
+    from test_event import _until
+
+    from rt_f2f.event.controller import EventConfig, EventController
+    from rt_f2f.event.janus_client import JanusSession
+    from rt_f2f.event.netns import INTERFACE
+    from rt_f2f.event.placement import shutdown
+    from rt_f2f.event.rtc import Watcher
+
+    face = write_still_talk(tmp_path / "talk.mp4", seconds=3.2)
+    config = EventConfig(source="en", targets=("pt",), ice_interfaces=(INTERFACE,), input_file=str(face),
+                         input_loop=True)  # fmt: skip
+    controller = EventController(config)
+    session = watcher = None
+    try:
+        await controller.start()
+        mountpoint = controller.join("original")["mountpoint"]
+        await asyncio.sleep(1.0)
+        before, old = controller.status()["input"], controller.speaker
+        controller.janus.proc.kill()
+        await _until(lambda: controller.janus_recovered == 1 and controller.original.forwarders, 60)
+        session = await JanusSession.create(controller.janus_url)
+        watcher = Watcher(session, keep_audio=False)
+        await watcher.watch(mountpoint)
+        await _until(lambda: watcher.reception.video_frames >= 25, 30)
+        after, audio, video = (
+            controller.status()["input"],
+            controller._speaker_file.audio,
+            controller._speaker_file.video,
+        )
+        behind = time.monotonic() - audio.started - video._sent_pts
+    finally:
+        for closer in (watcher, session):
+            if closer is not None:
+                await closer.close()
+        await controller.stop()
+        shutdown()
+    print(json.dumps({"before": before, "after": after, "behind_s": behind}))
+    assert old.pc.connectionState == "closed" and controller.speaker is not old
+    assert watcher.reception.video_size == (256, 256) and after["frames_sent"] > before["frames_sent"] > 0
+    assert -0.01 < behind < 1.0  # the picture is where the sound's clock is (a loaded machine sends a bit late)

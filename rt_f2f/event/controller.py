@@ -161,6 +161,8 @@ class EventController:
         """``--input FILE``: play a recorded talk as the speaker, in real time, its own video when it has one."""
         if self._speaker_session is not None:  # a Janus restart: the old session died with it
             await self._speaker_session.close()
+        if self.speaker is not None:  # its senders would go on pulling the file's tracks beside the new ones
+            await self.speaker.pc.close()
         self._speaker_session = await JanusSession.create(self.janus_url)
         self.speaker = await publish(self._speaker_session, self.config.room, SPEAKER, self._speaker_file.tracks())
 

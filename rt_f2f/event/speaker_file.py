@@ -9,8 +9,8 @@ audio track's clock reaches it. Frames that fall behind (a stalled loop, a Janus
 skipped, counted, so the picture catches up with the sound instead of lagging it. Without ``--loop`` the picture
 holds its last frame once the talk is over.
 
-Both tracks live as long as the event: a Janus restart re-publishes the same ones, which resume where the clock
-is. The file is untrusted input and checked before anything starts (``open_speaker_file``): missing, empty or
+Both tracks live as long as the event: a Janus restart re-publishes them (through new ``Outlet``s, as aiortc
+stops a track whose sender ends), and they resume where the clock is. The file is untrusted input and checked before anything starts (``open_speaker_file``): missing, empty or
 corrupt files, no sound, a first frame that does not decode are one line each; pictures above the call server's
 per-participant cap (``Limits.max_video_pixels``, 1280x720) are scaled down by a whole factor while decoding.
 """
@@ -128,6 +128,22 @@ class FileVideoTrack(MediaStreamTrack):
         self._frames.close()
 
 
+class Outlet(MediaStreamTrack):
+    """One publish's hold on a track that outlives it: aiortc stops a sender's track when the sender ends (its peer
+    connection closed, or Janus died), and a Janus restart must not end the talk. Each publish gets new outlets on
+    the same sound and picture, which go on where their clock is."""
+
+    def __init__(self, inner: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = inner.kind
+        self.inner = inner
+
+    async def recv(self) -> av.frame.Frame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self.inner.recv()
+
+
 @dataclass
 class SpeakerFile:
     """A checked ``--input`` file and the tracks it plays as (``tracks``), made once and kept for the event."""
@@ -142,18 +158,19 @@ class SpeakerFile:
     video: FileVideoTrack | None = field(default=None, repr=False)
 
     def tracks(self) -> list[MediaStreamTrack]:
-        """Sound and picture to publish. The same file tracks every time (a re-publish resumes them on their
-        clock); a sound-only file gets a fresh pattern each time, as before."""
+        """Sound and picture to publish: outlets on the same file tracks every time (a re-publish resumes them on
+        their clock; close the previous publish first, or two senders share the frames); a sound-only file gets a
+        fresh pattern each time, as before."""
         if self.audio is None:
             self.audio = ArrayAudioTrack(self.samples, WEBRTC_RATE, lead_in_s=LEAD_IN_S, loop=self.loop)
         if self.picture is None:
-            return [self.audio, PatternVideoTrack(*self.size, 15)]
+            return [Outlet(self.audio), PatternVideoTrack(*self.size, 15)]
         if self.video is None:
             period = self.audio.samples.size / WEBRTC_RATE  # the loop restarts the lead-in too
             timeline = looped_frames(self.path, period, self.picture.fps, loop=self.loop,
                                      lead_in=LEAD_IN_S, resize_factor=self.resize_factor)  # fmt: skip
             self.video = FileVideoTrack(ThreadedFrames(timeline), self.audio, self.picture.fps)
-        return [self.audio, self.video]
+        return [Outlet(self.audio), Outlet(self.video)]
 
     def stats(self) -> dict[str, object]:
         """What ``/api/event`` shows about the file: its picture, and frames skipped to keep up (never silent)."""
