@@ -211,15 +211,11 @@ def test_rt_f2f_event_start_with_a_bad_input_says_so_in_one_line(
 
 
 # -- slow, inside a network namespace (root) -----------------------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.usefixtures("netns")
-async def test_an_event_playing_a_face_video_with_a_checkpoint_re_mouths_the_speakers_face(tmp_path: Path) -> None:
-    """``--input`` a still face talking, a random-weight Wav2Lip checkpoint, pt pinned: the original carries the
-    file's own pictures at their size, and the pt translator finds the face in them and renders mouths for its
-    speech (random weights: counts only, never quality)."""
+@contextlib.asynccontextmanager
+async def event_playing_a_face(tmp_path: Path, seconds: float, **config: object):
+    """A started event whose speaker is ``--input`` a still face talking (looped), pt offered; yields the controller
+    and ``watch(mountpoint)`` (a video-only watcher on a session of its own); everything is closed after."""
     from camera_fixtures import write_still_talk
-    from lipsync_fixtures import shared_checkpoint
-    from test_event import _until
 
     from rt_f2f.event.controller import EventConfig, EventController
     from rt_f2f.event.janus_client import JanusSession
@@ -227,25 +223,43 @@ async def test_an_event_playing_a_face_video_with_a_checkpoint_re_mouths_the_spe
     from rt_f2f.event.placement import shutdown
     from rt_f2f.event.rtc import Watcher
 
-    face = write_still_talk(tmp_path / "talk.mp4", seconds=11.6)
-    config = EventConfig(source="en", targets=("pt",), ice_interfaces=(INTERFACE,), input_file=str(face),
-                         input_loop=True, pin=True, checkpoint_path=str(shared_checkpoint()))  # fmt: skip
-    controller = EventController(config)
-    session = watcher = None
-    try:
-        await controller.start()
+    face = write_still_talk(tmp_path / "talk.mp4", seconds=seconds)
+    controller = EventController(EventConfig(source="en", targets=("pt",), ice_interfaces=(INTERFACE,),
+                                             input_file=str(face), input_loop=True, **config))  # fmt: skip
+    peers: list[JanusSession | Watcher] = []
+
+    async def watch(mountpoint: int) -> Watcher:
         session = await JanusSession.create(controller.janus_url)
         watcher = Watcher(session, keep_audio=False)
-        await watcher.watch(controller.join("original")["mountpoint"])
+        peers.extend([session, watcher])
+        await watcher.watch(mountpoint)
+        return watcher
+
+    try:
+        await controller.start()
+        yield controller, watch
+    finally:
+        for peer in reversed(peers):  # each watcher before its session
+            await peer.close()
+        await controller.stop()
+        shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("netns")
+async def test_an_event_playing_a_face_video_with_a_checkpoint_re_mouths_the_speakers_face(tmp_path: Path) -> None:
+    """``--input`` a still face talking, a random-weight Wav2Lip checkpoint, pt pinned: the original carries the
+    file's own pictures at their size, and the pt translator finds the face in them and renders mouths for its
+    speech (random weights: counts only, never quality)."""
+    from lipsync_fixtures import shared_checkpoint
+    from test_event import _until
+
+    checkpoint = str(shared_checkpoint())
+    async with event_playing_a_face(tmp_path, 11.6, pin=True, checkpoint_path=checkpoint) as (controller, watch):
+        watcher = await watch(controller.join("original")["mountpoint"])
         pt = controller.languages["pt"]
         await _until(lambda: (pt.health.get("lipsync") or {}).get("lipsync_rendered", 0) > 0, 400)
         status = controller.status()
-    finally:
-        for closer in (watcher, session):
-            if closer is not None:
-                await closer.close()
-        await controller.stop()
-        shutdown()
     print(json.dumps({"input": status["input"], "lipsync": status["languages"]["pt"]["lipsync"]}))
     assert watcher.reception.video_size == (256, 256) and watcher.reception.video_frames > 0
     assert status["input"]["video"] and status["input"]["frames_sent"] > 0 and status["input"]["decode_error"] is None
@@ -259,43 +273,18 @@ async def test_after_a_janus_crash_the_files_pictures_resume_on_the_sounds_clock
     """SIGKILL Janus: the re-published speaker sends the same file tracks, which pick up where the sound's clock is
     (pictures that fell behind are skipped and counted, not sent in a burst), and the old peer connection no longer
     pulls them (two senders on one track would each get every other frame)."""
-    from camera_fixtures import write_still_talk
     from test_event import _until
 
-    from rt_f2f.event.controller import EventConfig, EventController
-    from rt_f2f.event.janus_client import JanusSession
-    from rt_f2f.event.netns import INTERFACE
-    from rt_f2f.event.placement import shutdown
-    from rt_f2f.event.rtc import Watcher
-
-    face = write_still_talk(tmp_path / "talk.mp4", seconds=3.2)
-    config = EventConfig(source="en", targets=("pt",), ice_interfaces=(INTERFACE,), input_file=str(face),
-                         input_loop=True)  # fmt: skip
-    controller = EventController(config)
-    session = watcher = None
-    try:
-        await controller.start()
+    async with event_playing_a_face(tmp_path, 3.2) as (controller, watch):
         mountpoint = controller.join("original")["mountpoint"]
         await asyncio.sleep(1.0)
         before, old = controller.status()["input"], controller.speaker
         controller.janus.proc.kill()
         await _until(lambda: controller.janus_recovered == 1 and controller.original.forwarders, 60)
-        session = await JanusSession.create(controller.janus_url)
-        watcher = Watcher(session, keep_audio=False)
-        await watcher.watch(mountpoint)
+        watcher = await watch(mountpoint)
         await _until(lambda: watcher.reception.video_frames >= 25, 30)
-        after, audio, video = (
-            controller.status()["input"],
-            controller._speaker_file.audio,
-            controller._speaker_file.video,
-        )
-        behind = time.monotonic() - audio.started - video._sent_pts
-    finally:
-        for closer in (watcher, session):
-            if closer is not None:
-                await closer.close()
-        await controller.stop()
-        shutdown()
+        after, played = controller.status()["input"], controller._speaker_file
+        behind = time.monotonic() - played.audio.started - played.video._sent_pts
     print(json.dumps({"before": before, "after": after, "behind_s": behind}))
     assert old.pc.connectionState == "closed" and controller.speaker is not old
     assert watcher.reception.video_size == (256, 256) and after["frames_sent"] > before["frames_sent"] > 0
