@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import logging
 import threading
 import time
@@ -91,26 +92,18 @@ class FileLoopInput:
             n += step
 
     async def _video(self, origin: float, on_video: OnVideo) -> None:
-        from ..video import read_frames
+        from ..video_timeline import ThreadedFrames, looped_frames
 
-        index = 0
-        last: np.ndarray | None = None
-        for loop in range(1_000_000):
-            self.loops = loop
-            frames = read_frames(self.path)
-            slot = 0
-            while True:
-                frame = await asyncio.to_thread(next, frames, None)
-                if frame is None or frame.pts >= self.period - 0.5 / self.fps:
-                    break
-                last = pad_to_even(frame.image)
-                await self._deliver(origin, loop * self.period + frame.pts, last, index, on_video)
-                index, slot = index + 1, slot + 1
+        frames = ThreadedFrames(looped_frames(self.path, self.period, self.fps))
+        try:
+            for index in itertools.count():
+                frame = await frames.next()
+                if frame is None:  # a looped timeline never ends; closed meanwhile
+                    return
+                self.loops = frame.loop
+                await self._deliver(origin, frame.pts, frame.image, index, on_video)
+        finally:
             frames.close()
-            # a picture shorter than its sound holds the last frame until the loop ends
-            while last is not None and (pts := slot / self.fps) < self.period - 0.5 / self.fps:
-                await self._deliver(origin, loop * self.period + pts, last, index, on_video)
-                index, slot = index + 1, slot + 1
 
     @staticmethod
     async def _deliver(origin: float, pts: float, image: np.ndarray, index: int, on_video: OnVideo) -> None:

@@ -21,10 +21,12 @@ process's CPU does not grow with them. Prints the speaker link and the listener 
 
 One machine: `rt-f2f event start --source en --targets pt,es` starts Janus (Debian package `janus`) in its own
 config folder and a local Ray instance (no cluster needed), and runs every translator on this machine;
-translators start when a language's first listener arrives (--pin starts them now). `--input talk.wav --loop`
-plays a recorded talk as the speaker. Browsers on this machine need nothing more. For listeners on other
-machines add `--host 0.0.0.0 --public-host LAN_ADDR --ice-interface eth0`: the pages, Janus's HTTP API and its
-media are then reached at this machine's LAN address (Janus ignores loopback for ICE).
+translators start when a language's first listener arrives (--pin starts them now). `--input talk.mp4 --loop`
+plays a recorded talk as the speaker: a video sends its own pictures with its sound, restarting both together
+(scaled down by a whole factor above 1280x720), so lip-sync has the speaker's face; a sound-only file sends a
+test pattern. The file is checked before anything starts. Browsers on this machine need nothing more. For
+listeners on other machines add `--host 0.0.0.0 --public-host LAN_ADDR --ice-interface eth0`: the pages, Janus's
+HTTP API and its media are then reached at this machine's LAN address (Janus ignores loopback for ICE).
 
 Ray cluster: install rt-f2f (`pip install 'rt-f2f[event]'`) and the models of the languages on every node, start
 Ray (`ray start --head` on one node, `ray start --address HEAD:6379` on the others), then on the head run
@@ -53,7 +55,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--source", required=True, help="language the speaker speaks (ISO 639-1, e.g. en)")
     p.add_argument("--targets", required=True, help="languages offered to listeners, comma-separated (e.g. pt,es,de)")
-    p.add_argument("--input", metavar="FILE", help="play this recorded talk as the speaker (default: a browser)")
+    p.add_argument("--input", metavar="FILE",
+                   help="play this recorded talk (video with sound, or sound only) as the speaker, in real time "
+                        "(default: a browser)")  # fmt: skip
     p.add_argument("--loop", action="store_true", help="play --input again and again until the event ends")
     p.add_argument("--janus", metavar="URL", help="use a running Janus (its HTTP API, …/janus) instead of starting one")
     p.add_argument("--ice-interface", action="append", default=[], metavar="IF",

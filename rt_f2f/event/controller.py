@@ -32,6 +32,7 @@ from .janus_process import JanusConfig, JanusError, JanusProcess, process_cpu_se
 from .rtc import Publisher, publish
 from .sfu import ORIGINAL, Channel, EventSfu
 from .source_asr import SourceASR
+from .speaker_file import SpeakerFile, open_speaker_file
 from .translator import SourceClause, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class EventController:
         self.asr: SourceASR | None = None
         self.speaker: Publisher | None = None
         self._speaker_session: JanusSession | None = None
-        self._speaker_track: Any = None
+        self._speaker_file: SpeakerFile | None = None
         self._monitor: asyncio.Task | None = None
         self._need: placement.TranslatorResources | None = None
         self.janus_restarts = 0  # recoveries begun (a failed one is retried and counted again)
@@ -118,6 +119,10 @@ class EventController:
 
     # -- start-up -------------------------------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.config.input_file:  # checked before anything starts: a bad file is one line, nothing to tear down
+            self._speaker_file = await asyncio.to_thread(
+                open_speaker_file, self.config.input_file, self.config.input_loop
+            )
         if self.config.janus_url is None:
             janus = JanusConfig(ice_interfaces=self.config.ice_interfaces, http_host=self.config.public_host)
             self.janus = JanusProcess(janus, self._folder / "janus")
@@ -153,18 +158,13 @@ class EventController:
         return recogniser
 
     async def _publish_input(self) -> None:
-        """``--input FILE``: play a recorded talk as the speaker, in real time, into the room."""
-        from ..audio import read_audio
-        from ..server.client import ArrayAudioTrack, PatternVideoTrack
-
-        if self._speaker_track is None:
-            samples = await asyncio.to_thread(read_audio, self.config.input_file, 48000)
-            self._speaker_track = ArrayAudioTrack(samples, 48000, lead_in_s=1.0, loop=self.config.input_loop)
+        """``--input FILE``: play a recorded talk as the speaker, in real time, its own video when it has one."""
         if self._speaker_session is not None:  # a Janus restart: the old session died with it
             await self._speaker_session.close()
+        if self.speaker is not None:  # its senders would go on pulling the file's tracks beside the new ones
+            await self.speaker.pc.close()
         self._speaker_session = await JanusSession.create(self.janus_url)
-        self.speaker = await publish(self._speaker_session, self.config.room, SPEAKER,
-                                     [self._speaker_track, PatternVideoTrack(320, 240, 15)])  # fmt: skip
+        self.speaker = await publish(self._speaker_session, self.config.room, SPEAKER, self._speaker_file.tracks())
 
     # -- organiser API --------------------------------------------------------------------------------------------
     async def _offer(self, code: str, pinned: bool) -> LanguageState:
@@ -246,6 +246,7 @@ class EventController:
                 "clauses_dropped": s.health.get("clauses_dropped", 0) + s.clauses_lost, "note": s.note,
                 "lipsync": s.health.get("lipsync"),
             } for code, s in self.languages.items()},
+            "input": self._speaker_file.stats() if self._speaker_file else None,
             "asr": {"clauses": len(self.asr.clauses) if self.asr else 0,
                     "dropped_audio_s": round(self.asr.dropped_audio_s, 3) if self.asr else 0.0},
         }  # fmt: skip
@@ -419,6 +420,8 @@ class EventController:
             steps.append(("speaker session", self._speaker_session.close()))
         if self.sfu is not None:
             steps.append(("Janus layout", self.sfu.close()))
+        if self._speaker_file is not None:
+            self._speaker_file.close()
         for name, step in steps:
             try:
                 await asyncio.wait_for(step, STOP_STEP_S)
