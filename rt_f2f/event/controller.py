@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -115,7 +116,7 @@ class EventController:
         self.janus_recovered = 0  # recoveries that finished: layout re-created, speaker re-published
         self.started_at = time.time()
         self._next_listener = 0
-        self._folder = Path(tempfile.mkdtemp(prefix="rt-f2f-event-"))
+        self._folder = self._made_folder = Path(tempfile.mkdtemp(prefix="rt-f2f-event-"))  # Janus's config and log
 
     # -- start-up -------------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -429,6 +430,7 @@ class EventController:
                 log.warning("stopping the %s: %s", name, type(exc).__name__)
         if self.janus is not None:
             self.janus.stop()
+        shutil.rmtree(self._made_folder, ignore_errors=True)  # only the folder this event made, once Janus is gone
 
 
 def _check_pair(source: str, target: str, model: str | None) -> None:
