@@ -67,6 +67,7 @@ def todays_engine(config: Any) -> Any:
         tts_max_speed=1.0,
         tts_first_phrase_words=None,
         pause_commit=False,
+        tts_priority=False,
     )
 
 

@@ -85,7 +85,7 @@ async def translate_recording(
     audio: dict[int, list[np.ndarray]] = {}
     source_captions: list[Caption] = []
     t0 = engine.origin = time.perf_counter()
-    async for item in engine.run(file_chunks(samples, ENGINE_RATE, realtime, t0=t0)):
+    async for item in engine.run(file_chunks(samples, ENGINE_RATE, realtime, t0=t0), live=realtime):
         now = time.perf_counter() - t0
         if isinstance(item, Caption):
             if item.kind == "source" and item.final:

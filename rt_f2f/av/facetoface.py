@@ -77,7 +77,7 @@ class FaceToFace:
         self, samples: np.ndarray, frames: Iterator[VideoFrame], write: Callable, result: FaceToFaceResult
     ) -> None:
         speech: list[SpeechChunk] = []
-        async for item in self.engine.run(file_chunks(samples, ENGINE_RATE, realtime=False)):
+        async for item in self.engine.run(file_chunks(samples, ENGINE_RATE, realtime=False), live=False):
             if self._note_speech(item, result):
                 speech.append(item)
         # computation-unaware: each chunk arrives when its source clause ended
