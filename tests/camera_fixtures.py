@@ -102,7 +102,7 @@ class BeepEngine:
     def load(self) -> None:
         self.loaded = True
 
-    async def run(self, audio) -> AsyncIterator[SpeechChunk | Caption]:
+    async def run(self, audio, live: bool = True) -> AsyncIterator[SpeechChunk | Caption]:
         onset: float | None = None
         quiet_since = 0.0
         async for chunk in audio:

@@ -90,7 +90,7 @@ class FakeSpeechEngine:
             raise RtF2fError("no translator for this pair", "pull one")
         self.loaded = True
 
-    async def run(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[SpeechChunk | Caption]:
+    async def run(self, audio: AsyncIterable[AudioChunk], live: bool = True) -> AsyncIterator[SpeechChunk | Caption]:
         held: list[np.ndarray] = []
         held_s = 0.0
         waiting: list[tuple[float, int, Clause, np.ndarray, int]] = []  # (due, clause id, clause, heard, rate)

@@ -347,7 +347,7 @@ def test_ctrl_c_stops_cleanly_with_files_of_equal_length(pattern: Path, tmp_path
 class FailingEngine(BeepEngine):
     """Breaks two seconds into the run, as a model that runs out of memory would."""
 
-    async def run(self, audio):
+    async def run(self, audio, live: bool = True):
         async for item in super().run(audio):
             yield item
             if item.pts > 1.0:

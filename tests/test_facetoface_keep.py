@@ -24,7 +24,7 @@ class LongTranslationEngine:
     def load(self) -> None:
         pass
 
-    async def run(self, audio) -> AsyncIterator[SpeechChunk | Caption]:
+    async def run(self, audio, live: bool = True) -> AsyncIterator[SpeechChunk | Caption]:
         held, k = 0.0, 0
         async for chunk in audio:
             held += chunk.duration
