@@ -96,5 +96,19 @@ def transcribe(model, samples_48k: np.ndarray, language: str | None = None) -> t
     return " ".join(s.text.strip() for s in segments).strip(), info.language, info.language_probability
 
 
+def likeliest_languages(model, samples_48k: np.ndarray, n: int = 5) -> list[tuple[str, float]]:
+    """Whisper's ``n`` likeliest languages for 48 kHz audio, with their probabilities.
+
+    Whisper base's single guess wavers on the translated voice as it arrives (Kokoro's Portuguese, converted to the
+    speaker's voice, through Opus): in 8 runs of the browser test it said Portuguese 6 times, then English at 0.43,
+    Japanese at 0.66 and Latin at 0.23 for speech it transcribes, told it is Portuguese, as "Ele não era ...". So
+    tests check the words with the language forced, and ask the guess only to rule out the speaker's own English
+    (which Whisper takes for English at > 0.9)."""
+    from rt_f2f.audio import resample
+
+    _, _, ranked = model().detect_language(resample(samples_48k, 48000, 16000), vad_filter=True)
+    return [(code, round(float(p), 3)) for code, p in ranked[:n]]
+
+
 def words(text: str) -> set[str]:
     return {w.strip(".,!?;:'\"").lower() for w in text.replace("-", " ").split()}
