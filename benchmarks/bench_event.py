@@ -248,8 +248,16 @@ def suite_run(ctx) -> object:  # noqa: ANN001 - benchmarks.common.BenchContext
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         return SuiteResult(suite="event", status="failed", reason=done.stdout[-300:] + done.stderr[-300:])
+    return suite_figures(json.loads(out.read_text())["levels"], levels)
+
+
+def suite_figures(rows: list[dict], levels: list[int]) -> SuiteResult:  # noqa: F821 - imported lazily, like the other suites
+    """The bench's rows as the suite's figures (every figure with a unit and a sample count, as `rt-f2f bench`
+    validates them)."""
+    from benchmarks.common import SuiteResult
+
     result = SuiteResult(suite="event", settings={"levels": levels, "slot_s": SLOT_S})
-    for row in json.loads(out.read_text())["levels"]:
+    for row in rows:
         n = row["listeners"]
         if row["join_s"]:
             result.add(f"{n} listeners: join p50", row["join_s"]["p50"], "s", row["join_s"]["n"])
@@ -258,8 +266,10 @@ def suite_run(ctx) -> object:  # noqa: ANN001 - benchmarks.common.BenchContext
         for lang, delays in row["mouth_to_ear_s"].items():
             if delays:
                 result.add(f"{n} listeners: mouth-to-ear {lang} p50", float(np.median(delays)), "s", len(delays))
-            if row["missed"].get(lang):
-                result.add(f"{n} listeners: phrases {lang} heard too late to measure", row["missed"][lang], "", 1)
+            missed = row["missed"].get(lang, 0)
+            if missed:
+                phrases = missed + len(delays)
+                result.add(f"{n} listeners: phrases {lang} heard too late to measure", missed, "phrases", phrases)
     return result
 
 
