@@ -183,7 +183,8 @@ class FakeSessionStats:
 class FakeLipSyncSession:
     """A ``lipsync.session.LipSyncSession``: ``push_video`` returns nothing until ``batch_size`` frames wait, then all of them
     re-mouthed; ``flush`` returns what waits. ``fail_at_batch`` n raises on the n-th batch (1-based); ``faceless`` frame indices come back unchanged (and are
-    counted, as a real session counts frames without a face). Records the thread each call ran on."""
+    counted, as a real session counts frames without a face); ``batch_seconds[n]`` is how long batch n (0-based) takes
+    (later batches take no time). Records the thread each call ran on."""
 
     def __init__(
         self,
@@ -191,8 +192,10 @@ class FakeLipSyncSession:
         max_latency_s: float = 0.3,
         fail_at_batch: int | None = None,
         faceless: frozenset[int] = frozenset(),
+        batch_seconds: tuple[float, ...] = (),
     ) -> None:
         self.batch_size, self.max_latency_s = batch_size, max_latency_s
+        self.batch_seconds = batch_seconds
         self.fail_at_batch, self.faceless = fail_at_batch, faceless
         self.stats = FakeSessionStats()
         self.threads: set[str] = set()
@@ -214,6 +217,8 @@ class FakeLipSyncSession:
         return self._batch() if self._waiting else []
 
     def _batch(self) -> list[VideoFrame]:
+        if self.stats.batches < len(self.batch_seconds):
+            time.sleep(self.batch_seconds[self.stats.batches])
         self.stats.batches += 1
         if self.fail_at_batch is not None and self.stats.batches >= self.fail_at_batch:
             raise RuntimeError(f"lip-sync batch {self.stats.batches} failed")

@@ -168,6 +168,47 @@ async def test_live_frames_predicted_to_miss_their_playout_skip_the_worker_in_or
     assert len(result.render_lag) == 6  # each frame's readiness against its playout is recorded
 
 
+async def test_a_slow_first_batch_does_not_stop_rendering_for_good():
+    """One slow batch (a first call, a burst of load) teaches a cost that predicts every later frame late; nothing
+    is rendered, so nothing would correct it. Once that cost is ``render_cost_stale_s`` old, a batch is rendered
+    to measure it again, and frames with time to spare are re-mouthed again (an event worker rendered 20 of 268
+    frames for its whole run after its first batch took 1.4 s)."""
+    session, out = FakeLipSyncSession(batch_size=2, batch_seconds=(0.6,)), Out()
+    origin = [time.monotonic() + 100.0]
+    frame_sink, result = sink(
+        session, out, origin=None, max_render_lag=0.0, provisional_frames=True, render_cost_stale_s=0.05
+    )
+    frame_sink.origin_wall = lambda: origin[0]
+    await frame_sink.ready()
+
+    async def push(i: int) -> None:
+        await frame_sink.consume(scheduled_frame(i))
+
+    async def rendered(count: int) -> None:
+        for _ in range(2000):  # 10 s at most: without a new measure frames 4 and 5 never reach the session
+            if session.stats.frames_out >= count:
+                return
+            await asyncio.sleep(0.005)
+
+    for i in (0, 1):  # plenty of time: rendered, and the batch takes 0.6 s
+        await push(i)
+    await rendered(2)
+    origin[0] = time.monotonic() - scheduled_frame(2).pts + 0.3  # from now on frames have 0.3 s of lead
+    for i in (2, 3):  # a fresh 0.6 s cost says these cannot make it
+        await push(i)
+    assert result.lipsync_skipped_behind == 2 and session.stats.frames_in == 2
+    await asyncio.sleep(0.1)  # the cost is now older than render_cost_stale_s: the next batch measures it again
+    for i in (4, 5):
+        await push(i)
+    await rendered(4)
+    for i in (6, 7):  # the new cost (next to nothing) leaves time to spare
+        await push(i)
+    await frame_sink.close()
+    assert session.stats.frames_in == 6 and result.lipsync_skipped_behind == 2
+    again = {f.index for f in out.frames if np.array_equal(f.image, mouthed(picture(f.index)))}
+    assert again == {0, 1, 4, 5, 6, 7}
+
+
 async def test_provisional_frames_go_out_at_once_and_again_remouthed():
     session, out = FakeLipSyncSession(batch_size=3), Out()
     frame_sink, _ = sink(session, out, origin=time.monotonic() + 100.0, provisional_frames=True)

@@ -26,6 +26,9 @@ class FaceToFaceConfig:
     lipsync_batch: int = 8
     max_render_lag: float = 0.5  # seconds a re-mouthed frame may land after its playout (predicted at its push)
     render_budget: float = 0.1  # seconds of lead, beyond lip-sync's batching latency, a frame gets for its render
+    # live: what a batch costs is re-measured (one batch is rendered whatever the prediction) once the last measure
+    # is this old; otherwise one slow batch (a first call, a burst of load) would stop every render for good
+    render_cost_stale_s: float = 2.0
     # scheduled items queued for the lip-sync worker before the output side waits for it (from files) or stops
     # handing it more (live: the output never waits for lip-sync; what is not handed on is counted)
     max_inflight: int = 256

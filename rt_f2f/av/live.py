@@ -65,6 +65,7 @@ class FrameSink:
         self._in_worker = 0  # frames handed to the worker and not out yet
         self.overflow = 0  # items not handed to a worker that was max_inflight behind (live only)
         self._batch_cost = 0.0  # running average of one generator batch's wall time (render + paste), in seconds
+        self._cost_measured_at = 0.0  # time.monotonic() of the last batch measured (set on the worker thread)
         # build it now: frames pass through until it is ready
         self._built = self._executor.submit(self._stream) if self._executor is not None else None
 
@@ -88,8 +89,16 @@ class FrameSink:
         ran = stream.stats.batches - batches
         if ran:
             cost = (time.perf_counter() - start) / ran
-            self._batch_cost = cost if self._batch_cost == 0.0 else 0.7 * self._batch_cost + 0.3 * cost
+            fresh = self._batch_cost != 0.0 and not self._cost_stale()
+            self._batch_cost = 0.7 * self._batch_cost + 0.3 * cost if fresh else cost
+            self._cost_measured_at = time.monotonic()
         return out
+
+    def _cost_stale(self) -> bool:
+        """Has no batch been measured for ``render_cost_stale_s``? A cost that predicts every frame late is never
+        measured again (nothing is rendered), so a stale one is treated as unknown: one batch is rendered to learn
+        it afresh. With provisional frames that batch costs the listener nothing (its frames went out already)."""
+        return time.monotonic() - self._cost_measured_at > self.config.render_cost_stale_s
 
     @staticmethod
     def _push(stream: LipSyncSession, item: ScheduledAudio | VideoFrame) -> list[VideoFrame]:
@@ -117,10 +126,11 @@ class FrameSink:
         if self.lipsync is None:
             return True  # still being built
         size, latency, ahead = self.lipsync.batch_size, self.lipsync.max_latency_s, self._in_worker
-        if self._batch_cost == 0.0 and ahead >= size:
-            return True  # what a batch costs is not known yet: one batch at a time until it is
+        cost = 0.0 if self._cost_stale() else self._batch_cost
+        if cost == 0.0 and ahead >= size:
+            return True  # what a batch costs is not known (any more): one batch at a time until it is
         fill = min((size - ahead % size - 1) / self.config.fps, latency)
-        ready = time.monotonic() + (ahead // size + 1) * self._batch_cost + fill
+        ready = time.monotonic() + (ahead // size + 1) * cost + fill
         return ready - (origin + pts) > self.config.max_render_lag
 
     async def _submit(self, call: Callable[[LipSyncSession], list[VideoFrame]]) -> bool:
