@@ -7,6 +7,7 @@ Janus's ICE ignores loopback (rt_f2f/event/netns.py); they skip, saying so, when
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -388,7 +390,7 @@ async def _listen(base: str, server_pid: int) -> dict:
 @pytest.mark.slow
 async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) -> None:
     """Kill the pt actor mid-talk: its listener keeps hearing sound (the original), is told, and gets pt back."""
-    from rt_f2f.event.controller import HEALTH_TIMEOUT_S, MISSES_BEFORE_FAILOVER, TICK_S, EventConfig, EventController
+    from rt_f2f.event.controller import HUNG_AFTER_S, TICK_S, EventConfig, EventController
     from rt_f2f.event.janus_client import JanusSession
     from rt_f2f.event.netns import ADDRESS, INTERFACE
     from rt_f2f.event.placement import shutdown
@@ -421,7 +423,7 @@ async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) 
         arrival = np.array(listener.reception.audio_arrival)
         after = arrival[arrival > killed_at]
         # sound stops only while the failure is noticed (health deadline + a tick), then the original flows
-        gap = MISSES_BEFORE_FAILOVER * HEALTH_TIMEOUT_S + 2 * TICK_S + 1.0
+        gap = HUNG_AFTER_S + 2 * TICK_S + 1.0
         assert after.size and np.diff(after).max() < gap, f"the listener's audio stopped {np.diff(after).max():.1f} s"
         assert pt.failures == 1
     finally:
@@ -429,6 +431,61 @@ async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) 
             await session.close()
         await controller.stop()
         shutdown()
+
+
+class _HealthCalls:
+    """A translator actor's ``health``: each ``remote()`` is a call the test answers, fails or leaves hanging."""
+
+    def __init__(self) -> None:
+        self.calls: list[concurrent.futures.Future] = []
+        self.health = self
+
+    def remote(self) -> SimpleNamespace:
+        call: concurrent.futures.Future = concurrent.futures.Future()
+        self.calls.append(call)
+        return SimpleNamespace(future=lambda: call)
+
+
+async def test_a_slow_translator_is_waited_for_and_a_hung_or_dead_one_failed_over(monkeypatch) -> None:
+    """On a loaded machine a living worker answered health calls in 1-3 s, and three 3 s timeouts in a row failed
+    it over while it worked (CI with one core taken). One call is in flight at a time and is waited for across ticks;
+    a worker is failed over when Ray says its process died, or when a call stays unanswered for ``HUNG_AFTER_S``."""
+    import shutil
+
+    from rt_f2f.event import controller as ctl
+
+    monkeypatch.setattr(ctl, "HUNG_AFTER_S", 0.6)
+    monkeypatch.setattr(ctl, "TICK_S", 0.02)
+    event, actor, feeds = ctl.EventController(ctl.EventConfig("en", ("pt",))), _HealthCalls(), {"tr-pt": 7}
+    shutil.rmtree(event._made_folder)
+    state = ctl.LanguageState("pt", channel=None, actor=actor, state="live", feed_id=7)
+
+    async def answered(reply: dict | BaseException) -> None:
+        call = actor.calls[-1]
+        call.set_exception(reply) if isinstance(reply, BaseException) else call.set_result(reply)
+        await event._check(state, feeds)
+
+    for _ in range(3):  # slow: three ticks (and more than the old 3 s timeout would allow, in scale) without answer
+        await event._check(state, feeds)
+        await asyncio.sleep(0.1)
+    assert len(actor.calls) == 1 and state.state == "live" and state.failures == 0
+    await answered({"feed_id": 7, "publishing": True, "clauses_out": 3})
+    assert state.health["clauses_out"] == 3 and state.state == "live" and state.probe is None
+
+    await event._check(state, feeds)  # hung: no answer for HUNG_AFTER_S
+    await asyncio.sleep(0.7)
+    await event._check(state, feeds)
+    assert state.state == "failed-over" and state.failures == 1 and state.feed_id is None
+    await asyncio.sleep(0.05)
+    assert actor.calls[-1].cancelled()  # the abandoned call is not left waiting
+
+    await event._check(state, feeds)  # it answers again, still published: live
+    await answered({"feed_id": 7, "publishing": True})
+    assert state.state == "live" and state.feed_id == 7
+
+    await event._check(state, feeds)  # its process died: Ray says so at once
+    await answered(RuntimeError("ActorDiedError: the actor died unexpectedly"))
+    assert state.state == "failed-over" and state.failures == 2 and len(actor.calls) == 4
 
 
 async def _until(condition, timeout: float) -> None:

@@ -39,8 +39,10 @@ from .translator import SourceClause, WorkerSpec
 log = logging.getLogger(__name__)
 
 SPEAKER = "speaker"  # the display name a speaker publishes under (the speaker page, or --input FILE)
-HEALTH_TIMEOUT_S = 3.0
-MISSES_BEFORE_FAILOVER = 3  # health calls in a row that time out before a live translator is failed over
+# A translator's health call left unanswered this long means it hangs, and its channel carries the original. Ray
+# says at once when a worker's process died; a worker that lives answers, but on a loaded machine (two cores, one
+# of them taken) it took 1-3 s, sometimes more: a slow answer is waited for, never counted as a failure.
+HUNG_AFTER_S = 10.0
 TICK_S = 0.5
 MAX_LISTENERS = 10000
 STOP_STEP_S = 10.0
@@ -94,7 +96,8 @@ class LanguageState:
     note: str = ""
     starting: asyncio.Task | None = None
     clauses_lost: int = 0
-    missed: int = 0  # health calls in a row without an answer
+    probe: asyncio.Future | None = None  # the health call not answered yet
+    probe_sent: float = 0.0  # time.monotonic() it was sent
 
 
 class EventController:
@@ -285,6 +288,9 @@ class EventController:
 
     async def _stop_translator(self, state: LanguageState) -> None:
         actor, state.actor = state.actor, None
+        if state.probe is not None:
+            state.probe.cancel()
+            state.probe = None
         state.feed_id, state.state, state.health = None, "idle", {}
         if state.starting is not None:
             state.starting.cancel()
@@ -349,21 +355,24 @@ class EventController:
                 })  # fmt: skip
 
     async def _check(self, state: LanguageState, feeds: dict[str, int]) -> None:
+        """Read a translator's health: one call in flight at a time, waited for across ticks while it is slow."""
+        if state.probe is None:
+            state.probe = asyncio.wrap_future(state.actor.health.remote().future())
+            state.probe_sent = time.monotonic()
         try:
-            state.health = await asyncio.wait_for(state.actor.health.remote(), HEALTH_TIMEOUT_S)
-            state.missed = 0
-        except Exception as exc:
-            # Ray says at once when the process died; a busy worker only answers late, so that takes a few misses
-            died = not isinstance(exc, TimeoutError)
-            state.missed += 1
-            if not died and state.missed < MISSES_BEFORE_FAILOVER:
-                return
-            if state.state == "live":  # a worker still loading its models is slow, not failed
-                state.failures += 1
-                state.note = f"the {languages.name(state.code)} translator stopped answering; you hear the original"
-                log.warning("%s translator unhealthy (%s): failing over", state.code, type(exc).__name__)
-            state.state, state.feed_id = "failed-over", None
+            health = await asyncio.wait_for(asyncio.shield(state.probe), TICK_S)
+        except TimeoutError as exc:
+            if time.monotonic() - state.probe_sent < HUNG_AFTER_S:
+                return  # slow, not hung: the next tick waits for the same answer
+            state.probe.cancel()
+            state.probe = None
+            self._fail_over(state, exc)
             return
+        except Exception as exc:  # Ray: the worker's process died (it restarts it)
+            state.probe = None
+            self._fail_over(state, exc)
+            return
+        state.probe, state.health = None, health
         if state.health.get("feed_id") is None:
             state.feed_id = None
             self._ensure_translator(state)  # a restarted actor: publish again
@@ -371,6 +380,14 @@ class EventController:
         state.feed_id = state.health["feed_id"]
         if state.feed_id in feeds.values() and state.health.get("publishing"):
             state.state, state.note = "live", ""
+
+    def _fail_over(self, state: LanguageState, exc: BaseException) -> None:
+        """The channel carries the original until the translator answers again (counted once per live spell)."""
+        if state.state == "live":  # a worker still loading its models is slow, not failed
+            state.failures += 1
+            state.note = f"the {languages.name(state.code)} translator stopped answering; you hear the original"
+            log.warning("%s translator unhealthy (%s): failing over", state.code, type(exc).__name__)
+        state.state, state.feed_id = "failed-over", None
 
     async def _participants(self) -> dict[str, int]:
         reply = await self.sfu._room_handle.request({"request": "listparticipants", "room": self.config.room})
