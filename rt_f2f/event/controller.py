@@ -43,6 +43,7 @@ SPEAKER = "speaker"  # the display name a speaker publishes under (the speaker p
 # says at once when a worker's process died; a worker that lives answers, but on a loaded machine (two cores, one
 # of them taken) it took 1-3 s, sometimes more: a slow answer is waited for, never counted as a failure.
 HUNG_AFTER_S = 10.0
+SLOW_ANSWER_S = 2.0  # a health answer slower than this is logged, with how long the worker's event loop stalled
 TICK_S = 0.5
 MAX_LISTENERS = 10000
 STOP_STEP_S = 10.0
@@ -288,9 +289,7 @@ class EventController:
 
     async def _stop_translator(self, state: LanguageState) -> None:
         actor, state.actor = state.actor, None
-        if state.probe is not None:
-            state.probe.cancel()
-            state.probe = None
+        _drop_probe(state)
         state.feed_id, state.state, state.health = None, "idle", {}
         if state.starting is not None:
             state.starting.cancel()
@@ -361,18 +360,17 @@ class EventController:
             state.probe_sent = time.monotonic()
         try:
             health = await asyncio.wait_for(asyncio.shield(state.probe), TICK_S)
-        except TimeoutError as exc:
-            if time.monotonic() - state.probe_sent < HUNG_AFTER_S:
+        except Exception as exc:  # a timeout (slow, or hung), or Ray saying the worker's process died (it restarts it)
+            if isinstance(exc, TimeoutError) and time.monotonic() - state.probe_sent < HUNG_AFTER_S:
                 return  # slow, not hung: the next tick waits for the same answer
-            state.probe.cancel()
-            state.probe = None
-            self._fail_over(state, exc)
-            return
-        except Exception as exc:  # Ray: the worker's process died (it restarts it)
-            state.probe = None
+            _drop_probe(state)
             self._fail_over(state, exc)
             return
         state.probe, state.health = None, health
+        waited = time.monotonic() - state.probe_sent
+        if waited > SLOW_ANSWER_S:
+            log.info("%s translator answered its health call in %.1f s (its event loop stalled up to %.1f s)",
+                     state.code, waited, health.get("loop_lag_s", 0.0))  # fmt: skip
         if state.health.get("feed_id") is None:
             state.feed_id = None
             self._ensure_translator(state)  # a restarted actor: publish again
@@ -386,7 +384,8 @@ class EventController:
         if state.state == "live":  # a worker still loading its models is slow, not failed
             state.failures += 1
             state.note = f"the {languages.name(state.code)} translator stopped answering; you hear the original"
-            log.warning("%s translator unhealthy (%s): failing over", state.code, type(exc).__name__)
+            log.warning("%s translator unhealthy (%s after %.1f s): failing over", state.code, type(exc).__name__,
+                        time.monotonic() - state.probe_sent)  # fmt: skip
         state.state, state.feed_id = "failed-over", None
 
     async def _participants(self) -> dict[str, int]:
@@ -448,6 +447,13 @@ class EventController:
         if self.janus is not None:
             self.janus.stop()
         shutil.rmtree(self._made_folder, ignore_errors=True)  # only the folder this event made, once Janus is gone
+
+
+def _drop_probe(state: LanguageState) -> None:
+    """Forget the translator's pending health call (cancelling one that already finished does nothing)."""
+    if state.probe is not None:
+        state.probe.cancel()
+        state.probe = None
 
 
 def _check_pair(source: str, target: str, model: str | None) -> None:

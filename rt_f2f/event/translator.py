@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKLOG_S = 60.0  # translated speech waiting to play; beyond this the oldest is dropped (and counted)
 MAX_PENDING_CLAUSES = 64
+LAG_STEP_S = 0.2  # how often the worker measures its event loop's lag
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class WorkerStats:
     audio_dropped_s: float = 0.0
     delays: deque = field(default_factory=lambda: deque(maxlen=50))  # mouth-to-ear per clause, seconds
     error: str | None = None
+    loop_lag_s: float = 0.0  # the longest stall of the worker's event loop since the last health call
 
     def summary(self) -> dict[str, Any]:
         d = list(self.delays)
@@ -88,6 +90,7 @@ class WorkerStats:
             "clauses_out": self.clauses_out, "clauses_dropped": self.clauses_dropped,
             "audio_dropped_s": round(self.audio_dropped_s, 3), "error": self.error,
             "delay_s": round(float(np.median(d)), 3) if d else None, "delay_last_s": round(d[-1], 3) if d else None,
+            "loop_lag_s": round(self.loop_lag_s, 3),
         }  # fmt: skip
 
 
@@ -104,6 +107,8 @@ class TranslatorWorker:
         self._publisher: Publisher | None = None
         self._watcher: Watcher | None = None
         self._task: asyncio.Task | None = None
+        self._lag_task: asyncio.Task | None = None
+        self._lag_due: float | None = None  # when the lag watcher's current sleep should end
         self._models: tuple[Any, Any] | None = None
         self.lipsync: EventLipSync | None = None
 
@@ -139,6 +144,8 @@ class TranslatorWorker:
         self.stats.feed_id = self._publisher.feed_id
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"translate-{self.spec.target}")
+        if self._lag_task is None:
+            self._lag_task = asyncio.create_task(self._watch_loop(), name=f"loop-lag-{self.spec.target}")
         return self._publisher.feed_id
 
     def submit(self, item: SourceClause) -> bool:
@@ -183,6 +190,14 @@ class TranslatorWorker:
             log.exception("translator %s failed", self.spec.target)
             self.stats.error = f"{type(exc).__name__}: {exc}"
 
+    async def _watch_loop(self, step: float = LAG_STEP_S) -> None:
+        """Measure how late this event loop wakes: health answers (and the published tracks) wait that long too."""
+        while True:
+            self._lag_due = time.monotonic() + step
+            await asyncio.sleep(step)
+            self.stats.loop_lag_s = max(self.stats.loop_lag_s, time.monotonic() - self._lag_due)
+            self._lag_due = None
+
     def _tap(self, stage: str, frame: Frame) -> None:
         if isinstance(frame, Translation):
             clause = frame.source
@@ -206,6 +221,11 @@ class TranslatorWorker:
         self.stats.audio_dropped_s += (self.fifo.dropped - before) / WEBRTC_RATE
 
     def health(self) -> dict[str, Any]:
+        if self._lag_due is not None:  # a stall the watcher has not woken from yet (this call ran first after it)
+            stall = time.monotonic() - self._lag_due
+            if stall > 0:  # counted here, so the watcher's wake-up does not count it again
+                self.stats.loop_lag_s = max(self.stats.loop_lag_s, stall)
+                self._lag_due += stall
         if self.lipsync is not None:
             self.stats.delays.extend(self.lipsync.played_delays())
             self.stats.audio_dropped_s = self.fifo.dropped / WEBRTC_RATE
@@ -214,6 +234,7 @@ class TranslatorWorker:
             out["lipsync"] = self.lipsync.stats()
         out["publishing"] = self._publisher is not None and self._publisher.pc.connectionState == "connected"
         out["backlog_s"] = round(len(self.fifo) / WEBRTC_RATE, 3)
+        self.stats.loop_lag_s = 0.0
         return out
 
     async def _unpublish(self) -> None:
@@ -227,6 +248,9 @@ class TranslatorWorker:
         self.stats.feed_id = None
 
     async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            self._lag_task = None
         if self._task is not None:
             if not self._end_input():  # too far behind to finish in time: stop now
                 self._task.cancel()
