@@ -739,10 +739,14 @@ async def test_chromium_speaker_and_listener_pages(netns, tmp_path: Path) -> Non
             await browser.close()
         assert not errors, errors
         assert listeners == 1
-        translated = " ".join(c["text"] for c in original.reception.captions("source"))
-        assert "young man" in translated.lower(), translated  # the browser's speech reached the source ASR
+        # the browser's speech reached the source ASR: words of the talk in its captions (not one phrase: with one
+        # core of two taken, Whisper once heard "ill-spiring but blessed" for "ill-disposed young man, unless")
+        heard = " ".join(c["text"] for c in original.reception.captions("source"))
+        english = _words(TALK.with_suffix(".txt").read_text())
+        assert len(_words(heard) & english) >= 5, heard
         assert np.abs(original.reception.samples()).max(initial=0) > 0.05
-        assert re.search(r"[a-zà-ú]{3}", caption.lower()) and "young man" not in caption.lower(), caption
+        # and the listener's page shows Portuguese, not the English source
+        assert re.search(r"[a-zà-ú]{3}", caption.lower()) and len(_words(caption) & english) <= 1, caption
     finally:
         if session is not None:
             await session.close()
