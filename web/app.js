@@ -311,7 +311,9 @@ function send(message) {
 }
 
 function leave(sayBye = true) {
-  if (sayBye) send({ type: "leave" });
+  // over HTTP, not the data channel: pc.close() just below can discard a message still queued on the channel
+  // (with a busy CPU the server then learnt of the departure only when the connection timed out)
+  if (sayBye) leaveBeacon();
   state.joined = false;
   lockForm(false);
   delete document.body.dataset.joined;
