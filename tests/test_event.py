@@ -316,6 +316,8 @@ def test_event_listeners_hear_their_language_with_captions_and_server_cpu_flat(n
     assert {c: status["languages"][c]["nice"] for c in TARGETS} == dict.fromkeys(
         TARGETS, os.getpriority(os.PRIO_PROCESS, 0)
     )
+    # each language's channel carries its own translator's feed, never another's (nor the original: no failover)
+    assert {c: status["languages"][c]["carrying"] for c in TARGETS} == {c: f"tr-{c}" for c in TARGETS}, status
     for lang, reception in joined:
         assert reception.samples().size > 48000 * 10, lang  # every listener got sound all along
         kinds = {c.get("kind") for c in reception.captions()}
@@ -335,7 +337,10 @@ def test_event_listeners_hear_their_language_with_captions_and_server_cpu_flat(n
         vocab = {code: _words(captions[code]) for code in (*TARGETS, "en")}
         own = {code: words - set().union(*(v for c, v in vocab.items() if c != code)) for code, words in vocab.items()}
         overlap = heard_own[lang] = {code: len(_words(text) & words) for code, words in own.items()}
-        assert all(overlap[lang] >= n for n in overlap.values()), (lang, overlap, text[:300])
+        # one word of another channel's is chance, not its speech: with one core of two taken Whisper heard the pt
+        # channel as "bem sido feito, a mesma. E por sido feito, à mesma. e porra." (pt 0, es 1) while every
+        # channel carried its own translator (checked above) with 19 clauses out each
+        assert all(overlap[lang] >= n for n in overlap.values() if n >= 2), (lang, overlap, text[:300])
     # and Whisper hears a channel's own words in at least two of the three: on one CI run it looped on "a més" over
     # the whole Catalan window (every overlap 0) while that channel's sound and captions arrived as checked above
     understood = [c for c, o in heard_own.items() if o[c] >= 1 and all(o[c] > n for k, n in o.items() if k != c)]
