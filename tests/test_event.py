@@ -332,7 +332,7 @@ def test_event_listeners_hear_their_language_with_captions_and_server_cpu_flat(n
         overlap = heard_own[lang] = {code: len(_words(text) & words) for code, words in own.items()}
         # one word of another channel's is chance, not its speech: with one core of two taken Whisper heard the pt
         # channel as "bem sido feito, a mesma. E por sido feito, à mesma. e porra." (pt 0, es 1) while every
-        # channel carried its own translator (checked above) with 19 clauses out each
+        # channel carried its own translator (the event status said so) with 19 clauses out each
         assert all(overlap[lang] >= n for n in overlap.values() if n >= 2), (lang, overlap, text[:300])
     # and Whisper hears a channel's own words in at least two of the three: on one CI run it looped on "a més" over
     # the whole Catalan window (every overlap 0) while that channel's sound and captions arrived as checked above
