@@ -311,6 +311,13 @@ def test_event_listeners_hear_their_language_with_captions_and_server_cpu_flat(n
     assert len(joined) == 30
     assert {c: status["languages"][c]["listeners"] for c in TARGETS} == {c: SPLIT[c] for c in TARGETS}
     assert status["original"]["listeners"] == SPLIT["original"]
+    # translators run at the event's priority, not Ray's worker niceness (+15): with one core of two taken, niced
+    # ones got 0.015 core each while the ASR and this test got theirs, and fell a minute behind
+    assert {c: status["languages"][c]["nice"] for c in TARGETS} == dict.fromkeys(
+        TARGETS, os.getpriority(os.PRIO_PROCESS, 0)
+    )
+    # each language's channel carries its own translator's feed, never another's (nor the original: no failover)
+    assert {c: status["languages"][c]["carrying"] for c in TARGETS} == {c: f"tr-{c}" for c in TARGETS}, status
     for lang, reception in joined:
         assert reception.samples().size > 48000 * 10, lang  # every listener got sound all along
         kinds = {c.get("kind") for c in reception.captions()}

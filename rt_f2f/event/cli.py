@@ -29,10 +29,11 @@ listeners on other machines add `--host 0.0.0.0 --public-host LAN_ADDR --ice-int
 HTTP API and its media are then reached at this machine's LAN address (Janus ignores loopback for ICE).
 
 Ray cluster: install rt-f2f (`pip install 'rt-f2f[event]'`) and the models of the languages on every node, start
-Ray (`ray start --head` on one node, `ray start --address HEAD:6379` on the others), then on the head run
-`rt-f2f event start ... --ray-address HEAD:6379 --public-host HEAD_LAN_ADDR`: Ray places each translator on a
-node with a free GPU (or --translator-cpus cores when the cluster has no GPUs); a language that does not fit is
-refused up front naming what is short. Translators reach Janus at --public-host and send their speech over
+Ray (`RAY_worker_niceness=0 ray start --head` on one node, `RAY_worker_niceness=0 ray start --address HEAD:6379`
+on the others: by default Ray runs its workers at nice 15, and a translator on a busy node falls behind), then on
+the head run `rt-f2f event start ... --ray-address HEAD:6379 --public-host HEAD_LAN_ADDR`: Ray places each
+translator on a node with a free GPU (or --translator-cpus cores when the cluster has no GPUs); a language that
+does not fit is refused up front naming what is short. Translators reach Janus at --public-host and send their speech over
 WebRTC from wherever they run; Ray carries only clauses (text) and health calls.
 
 An existing Janus: --janus http://host:8088/janus (its HTTP API, with the VideoRoom and Streaming plugins).

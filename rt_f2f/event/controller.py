@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from .. import languages
 from ..errors import LanguageError, RtF2fError
+from ..priority import this_thread_niceness
 from . import placement
 from .janus_client import JanusSession
 from .janus_process import JanusConfig, JanusError, JanusProcess, process_cpu_seconds, wait_ready
@@ -249,7 +250,7 @@ class EventController:
                 "mountpoint": s.channel.mountpoint, "carrying": s.channel.source, "failures": s.failures,
                 "node": s.node, "delay_s": s.health.get("delay_s"), "clauses_out": s.health.get("clauses_out"),
                 "clauses_dropped": s.health.get("clauses_dropped", 0) + s.clauses_lost, "note": s.note,
-                "lipsync": s.health.get("lipsync"),
+                "lipsync": s.health.get("lipsync"), "nice": s.health.get("nice"),
             } for code, s in self.languages.items()},
             "input": self._speaker_file.stats() if self._speaker_file else None,
             "asr": {"clauses": len(self.asr.clauses) if self.asr else 0,
@@ -263,6 +264,7 @@ class EventController:
             room=self.config.room, original_mountpoint=self.original.mountpoint, data_host=self.sfu.rtp_host,
             data_port=state.channel.data_port, mt_model=self.config.mt_model, tts_backend=self.config.tts_backend,
             checkpoint_path=self.config.checkpoint_path, lipsync_backend=self.config.lipsync_backend,
+            niceness=this_thread_niceness(),
         )  # fmt: skip
 
     def _ensure_translator(self, state: LanguageState) -> None:

@@ -18,6 +18,8 @@ from ..errors import RtF2fError
 
 log = logging.getLogger(__name__)
 
+WORKER_NICENESS = 0  # translators run at the event process's own priority (Ray's default adds 15)
+
 
 class ResourceShortError(RtF2fError):
     """The cluster cannot hold another translator."""
@@ -44,6 +46,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> dict[str, float
             path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
             kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
             kwargs["num_cpus"] = num_cpus
+            # Ray nices its workers by 15 so its own daemons win; our workers are the speech path, and at nice 15
+            # a busy machine starved them (busy-core CI: a translator got 0.015 core, its listeners minutes behind)
+            kwargs["_system_config"] = {"worker_niceness": WORKER_NICENESS}
         else:
             kwargs["address"] = address
         try:

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..framequeue import end_of_stream, is_end
 from ..frames import Clause, ControlEvent, Frame, SpeechChunk, Translation
+from ..priority import raise_process_to, this_thread_niceness
 from ..server.buffers import LatestFrames, PcmFifo
 from ..server.timebase import WEBRTC_RATE
 from ..server.tracks import SlotAudioTrack, SlotVideoTrack
@@ -60,6 +61,7 @@ class WorkerSpec:
     tts_backend: str | None = None
     checkpoint_path: str | None = None  # Wav2Lip (or LipGAN) generator: re-mouth the speaker's video
     lipsync_backend: str | None = None  # None: the fastest backend on the worker's node
+    niceness: int = 0  # the event process's: a worker runs at its priority, not Ray's worker_niceness
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class WorkerStats:
             "clauses_out": self.clauses_out, "clauses_dropped": self.clauses_dropped,
             "audio_dropped_s": round(self.audio_dropped_s, 3), "error": self.error,
             "delay_s": round(float(np.median(d)), 3) if d else None, "delay_last_s": round(d[-1], 3) if d else None,
-            "loop_lag_s": round(self.loop_lag_s, 3),
+            "loop_lag_s": round(self.loop_lag_s, 3), "nice": this_thread_niceness(),
         }  # fmt: skip
 
 
@@ -283,6 +285,10 @@ def translator_actor_class():  # noqa: ANN201 - a Ray actor class, built lazily 
     @ray.remote(max_restarts=-1, max_task_retries=0)
     class TranslatorActor:
         def __init__(self, spec: WorkerSpec) -> None:
+            left = raise_process_to(spec.niceness)
+            if left > spec.niceness:  # a cluster started without RAY_worker_niceness=0, and no CAP_SYS_NICE here
+                log.warning("translator %s runs at nice %d, below the event's %d: on a busy node it falls behind; "
+                            "start Ray on every node with RAY_worker_niceness=0", spec.target, left, spec.niceness)  # fmt: skip
             self.worker = TranslatorWorker(spec)
 
         async def start(self) -> int:
