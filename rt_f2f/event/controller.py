@@ -251,6 +251,7 @@ class EventController:
                 "node": s.node, "delay_s": s.health.get("delay_s"), "clauses_out": s.health.get("clauses_out"),
                 "clauses_dropped": s.health.get("clauses_dropped", 0) + s.clauses_lost, "note": s.note,
                 "lipsync": s.health.get("lipsync"), "nice": s.health.get("nice"),
+                "clock_skipped_s": s.health.get("clock_skipped_s"),
             } for code, s in self.languages.items()},
             "input": self._speaker_file.stats() if self._speaker_file else None,
             "asr": {"clauses": len(self.asr.clauses) if self.asr else 0,

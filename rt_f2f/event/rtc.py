@@ -104,6 +104,7 @@ class Reception:
 
     audio: list[np.ndarray] = field(default_factory=list)
     audio_arrival: list[float] = field(default_factory=list)  # wall time (time.time) each block arrived
+    audio_pts: list[int] = field(default_factory=list)  # each block's media time (48 kHz RTP clock) from the sender
     video_frames: int = 0
     video_size: tuple[int, int] | None = None
     messages: list[tuple[float, dict]] = field(default_factory=list)
@@ -111,6 +112,13 @@ class Reception:
 
     def samples(self) -> np.ndarray:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
+
+    def media_span(self) -> float:
+        """Seconds of the sender's clock the received audio spans: what a player (which conceals a lost packet)
+        plays, whether or not every packet of it arrived and was decoded."""
+        if not self.audio_pts:
+            return 0.0
+        return ((self.audio_pts[-1] - self.audio_pts[0]) % 2**32 + self.audio[-1].size) / WEBRTC_RATE  # RTP wraps
 
     def captions(self, kind: str | None = None) -> list[dict]:
         return [m for _, m in self.messages if m.get("type") == "caption" and (kind is None or m.get("kind") == kind)]
@@ -185,12 +193,14 @@ class Watcher:
         def on_frame(frame: av.AudioFrame | av.VideoFrame) -> None:
             now = time.time()
             if isinstance(frame, av.AudioFrame):
+                pts = frame.pts or 0  # the RTP timestamp, before the resampler forgets it
                 samples = decoder.convert(frame)
                 if self.first_audio_at is None and np.abs(samples).max(initial=0) > 0.01:
                     self.first_audio_at = now
                 if self.keep_audio:
                     self.reception.audio.append(samples)
                     self.reception.audio_arrival.append(now)
+                    self.reception.audio_pts.append(pts)
                 if self.on_audio is not None:
                     self.on_audio(samples, now)
             else:

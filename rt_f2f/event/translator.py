@@ -29,7 +29,7 @@ from ..framequeue import end_of_stream, is_end
 from ..frames import Clause, ControlEvent, Frame, SpeechChunk, Translation
 from ..priority import raise_process_to, this_thread_niceness
 from ..server.buffers import LatestFrames, PcmFifo
-from ..server.timebase import WEBRTC_RATE
+from ..server.timebase import SAMPLES_PER_FRAME, WEBRTC_RATE
 from ..server.tracks import SlotAudioTrack, SlotVideoTrack
 from ..stage import Pipeline
 from ..tts.select import SpeakingPace
@@ -107,6 +107,7 @@ class TranslatorWorker:
         self._spoken: dict[int, float] = {}
         self._session: JanusSession | None = None
         self._publisher: Publisher | None = None
+        self._audio_out: SlotAudioTrack | None = None
         self._watcher: Watcher | None = None
         self._task: asyncio.Task | None = None
         self._lag_task: asyncio.Task | None = None
@@ -141,7 +142,8 @@ class TranslatorWorker:
             self._watcher = Watcher(self._session, keep_audio=False, on_audio=self.lipsync.on_audio,
                                     on_video=self.lipsync.on_video)  # fmt: skip
         await self._watcher.watch(self.spec.original_mountpoint)
-        tracks = [SlotAudioTrack(self.fifo), SlotVideoTrack(self.frames)]
+        self._audio_out = SlotAudioTrack(self.fifo)
+        tracks = [self._audio_out, SlotVideoTrack(self.frames)]
         self._publisher = await publish(self._session, self.spec.room, f"tr-{self.spec.target}", tracks)
         self.stats.feed_id = self._publisher.feed_id
         if self._task is None or self._task.done():
@@ -236,6 +238,9 @@ class TranslatorWorker:
             out["lipsync"] = self.lipsync.stats()
         out["publishing"] = self._publisher is not None and self._publisher.pc.connectionState == "connected"
         out["backlog_s"] = round(len(self.fifo) / WEBRTC_RATE, 3)
+        # the sending clock's jumps over this loop's stalls (since the last publish): listeners hear a gap there
+        skipped = self._audio_out.frames_skipped if self._audio_out is not None else 0
+        out["clock_skipped_s"] = round(skipped * SAMPLES_PER_FRAME / WEBRTC_RATE, 2)
         self.stats.loop_lag_s = 0.0
         return out
 

@@ -44,6 +44,7 @@ class SlotAudioTrack(MediaStreamTrack):
         self._pts = 0
         self.frames_sent = 0
         self.silent_frames = 0
+        self.frames_skipped = 0  # clock time jumped over after a stall (no sound is lost: the fifo keeps it)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -59,6 +60,7 @@ class SlotAudioTrack(MediaStreamTrack):
             elif now - due > 0.2:
                 skipped = int((now - due) * WEBRTC_RATE) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
                 self._pts += skipped
+                self.frames_skipped += skipped // SAMPLES_PER_FRAME
         samples = self.fifo.read(SAMPLES_PER_FRAME)
         if samples is None:
             samples = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
