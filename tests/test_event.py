@@ -316,8 +316,9 @@ def test_event_listeners_hear_their_language_with_captions_and_server_cpu_flat(n
         )
     status, cpu = result["status"], result["cpu"]
     joined = [(lang, got) for lang, got, _ in result["listeners"]]
-    # every listener's peer connection lasted to the end (the way 23 of 30 were lost on one starved loop)
-    assert [s["state"] for _, _, s in result["listeners"]] == ["connected"] * 30, result["listeners"]
+    # every listener's sound lasted until it was stopped (on one starved loop, 23 of 30 connections closed mid-talk)
+    late = {n: round(result["stopped_at"] - (got.audio_arrival or [0.0])[-1], 1) for n, (_, got) in enumerate(joined)}
+    assert all(gap < 5.0 for gap in late.values()), late
     assert len(joined) == 30
     assert {c: status["languages"][c]["listeners"] for c in TARGETS} == {c: SPLIT[c] for c in TARGETS}
     assert status["original"]["listeners"] == SPLIT["original"]
@@ -439,12 +440,13 @@ async def _listen(base: str, server_pid: int, out: Path) -> dict:
             await asyncio.sleep(30)  # enough for translated clauses to reach the late joiners
             async with http.get(base + "/api/event") as resp:
                 status = await resp.json()
+            stopped_at = time.time()
             received = [r for rs in await asyncio.gather(*(g.stop() for g in groups)) for r in rs]
         finally:
             for group in groups:
                 group.kill()
     print(json.dumps({"cpu_per_s": cpu, "status": status["languages"]}))
-    return {"listeners": received, "status": status, "cpu": cpu}
+    return {"listeners": received, "status": status, "cpu": cpu, "stopped_at": stopped_at}
 
 
 @pytest.mark.slow
