@@ -9,8 +9,11 @@ their media still arrived in full. That lag is this stand-in's own, not the even
 machine), so these listeners give consent checks as long as the test runs; the test asserts instead that every
 listener's sound lasted until it was stopped.
 
-Usage: ``python tests/event_listeners.py BASE OUT FIRST LANG:video|audio ...``. Joins each listener in turn and
-prints ``joined LANG``, then ``ready``; listens until a line (or the end) on stdin; then, for listener ``FIRST + i``,
+Usage: ``python tests/event_listeners.py BASE OUT FIRST LANG:video|audio ...``. Prints ``up`` once its imports are
+done, and waits for a line on stdin before it joins: the test starts every listener process while the translators
+load, since nine processes importing aiortc at once took both cores for seconds and the translators' clocks skipped
+7 s. Then joins each listener in turn and prints ``joined LANG``, then ``ready``; listens until a line (or the end)
+on stdin; then, for listener ``FIRST + i``,
 writes ``OUT/<n>.npz`` (audio at 48 kHz, arrival times, RTP timestamps) and ``OUT/<n>.json`` (language, its peer
 connection's state before closing, the seconds of the sender's clock its audio spans, video frames, messages) and
 prints ``done``.
@@ -33,9 +36,12 @@ from rt_f2f.event.janus_client import JanusSession
 from rt_f2f.event.rtc import Watcher
 
 aioice.ice.CONSENT_FAILURES = 120  # checks every ~5 s: ten minutes of misses (see above)
+log = logging.getLogger("listeners")
 
 
 async def listen(base: str, out: Path, first: int, specs: list[str]) -> None:
+    print("up", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
     joined: list[tuple[str, Watcher, JanusSession]] = []
     async with aiohttp.ClientSession() as http:
         for spec in specs:
@@ -69,8 +75,6 @@ async def listen(base: str, out: Path, first: int, specs: list[str]) -> None:
         }))  # fmt: skip
     print("done", flush=True)
 
-
-log = logging.getLogger("listeners")
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")

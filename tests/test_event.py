@@ -382,15 +382,23 @@ class _Listeners:
                 f"listeners {self.first}+ ended (exit {self.proc.returncode}) before '{word}':\n{tail}"
             )
 
-    async def ready(self) -> None:
+    async def up(self) -> None:
+        await asyncio.to_thread(self._until, "up")
+
+    async def join(self) -> None:
+        """Join its listeners; returns once every one of them is connected."""
+        self._say("join")
         await asyncio.to_thread(self._until, "ready")
 
     async def stop(self) -> list[tuple[str, Reception, dict]]:
-        self.proc.stdin.write("stop\n")
-        self.proc.stdin.flush()
+        self._say("stop")
         await asyncio.to_thread(self._until, "done")
         self.proc.wait(30)
         return [_received(self.out, n) for n in range(self.first, self.first + self.count)]
+
+    def _say(self, word: str) -> None:
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -411,28 +419,34 @@ def _received(out: Path, n: int) -> tuple[str, Reception, dict]:
 async def _listen(base: str, server_pid: int, out: Path) -> dict:
     import aiohttp
 
-    async with aiohttp.ClientSession() as http:
-        deadline = time.monotonic() + 300  # every translator loaded and publishing, so no one hears the original
-        while not all(
-            v["state"] == "live" for v in (await (await http.get(base + "/api/event")).json())["languages"].values()
-        ):
-            assert time.monotonic() < deadline, "the translators did not go live"
-            await asyncio.sleep(1)
-        async with http.post(base + "/api/event/listeners", json={"language": "xx"}) as resp:
-            refusal = await resp.json()
-            assert resp.status == 400 and "unknown language code 'xx'" in refusal["error"]
-        groups = [_Listeners(base, out, 0, [("pt", True)])]
-        try:
-            await groups[0].ready()
+    # The listener processes start while the translators load (their imports took both cores for seconds), one for
+    # the first listener, then per channel: its first listener, the only one taking video too, alone (sharing a
+    # process with seven others under a busy core, the ca video listener decoded 32 s of the 57 s of audio sent and
+    # got no translated caption while the seven got theirs), and the rest of the channel together
+    groups = [_Listeners(base, out, 0, [("pt", True)])]
+    for lang, n in SPLIT.items():
+        for joins in ([] if lang == "pt" else [(lang, True)], [(lang, False)] * (n - 1)):
+            if joins:
+                groups.append(_Listeners(base, out, sum(g.count for g in groups), joins))
+    try:
+        async with aiohttp.ClientSession() as http:
+            await asyncio.gather(*(g.up() for g in groups))
+            deadline = time.monotonic() + 300  # every translator loaded and publishing, so no one hears the original
+            while not all(
+                v["state"] == "live" for v in (await (await http.get(base + "/api/event")).json())["languages"].values()
+            ):
+                assert time.monotonic() < deadline, "the translators did not go live"
+                await asyncio.sleep(1)
+            async with http.post(base + "/api/event/listeners", json={"language": "xx"}) as resp:
+                refusal = await resp.json()
+                assert resp.status == 400 and "unknown language code 'xx'" in refusal["error"]
+            await groups[0].join()
             await asyncio.sleep(3)
             cpu = {}
             c0, t0 = _proc_cpu(server_pid), time.monotonic()
             await asyncio.sleep(20)
             cpu["1"] = (_proc_cpu(server_pid) - c0) / (time.monotonic() - t0)
-            for lang, n in SPLIT.items():  # a process per channel; each channel's first listener takes video too
-                joins = [(lang, i == 0) for i in range(n - (lang == "pt"))]
-                groups.append(_Listeners(base, out, sum(g.count for g in groups), joins))
-            await asyncio.gather(*(g.ready() for g in groups[1:]))
+            await asyncio.gather(*(g.join() for g in groups[1:]))
             await asyncio.sleep(3)
             c0, t0 = _proc_cpu(server_pid), time.monotonic()
             await asyncio.sleep(20)
@@ -440,11 +454,11 @@ async def _listen(base: str, server_pid: int, out: Path) -> dict:
             await asyncio.sleep(30)  # enough for translated clauses to reach the late joiners
             async with http.get(base + "/api/event") as resp:
                 status = await resp.json()
-            stopped_at = time.time()
-            received = [r for rs in await asyncio.gather(*(g.stop() for g in groups)) for r in rs]
-        finally:
-            for group in groups:
-                group.kill()
+        stopped_at = time.time()
+        received = [r for rs in await asyncio.gather(*(g.stop() for g in groups)) for r in rs]
+    finally:
+        for group in groups:
+            group.kill()
     print(json.dumps({"cpu_per_s": cpu, "status": status["languages"]}))
     return {"listeners": received, "status": status, "cpu": cpu, "stopped_at": stopped_at}
 
