@@ -41,7 +41,6 @@ import pytest
 from audio_checks import dominant_frequency, loud_seconds, tone
 from browser_fixtures import (
     EXAMPLE,
-    REFERENCE,
     python_participant,
     served,
     transcribe,
@@ -422,12 +421,20 @@ async def test_firefox_page_explains_denied_camera_bad_link_and_unreachable_serv
         assert page.errors(gone) == []
 
 
-@pytest.mark.slow  # ~17 s: a second Firefox, real-time playback, Whisper
+@pytest.mark.slow  # ~25 s: a second Firefox, real-time playback, Whisper
 async def test_firefox_microphone_carries_real_speech(firefox_with_microphone, microphone, whisper, tmp_path: Path):
-    """English speech played into PulseAudio reaches the other participant through Firefox's microphone, as speech."""
-    speech = tmp_path / "first_sentence.wav"
-    write_wav(speech, read_audio(EXAMPLE, 48000)[: int(3.2 * 48000)], 48000)
-    async with asyncio.timeout(90), served() as (_, base):
+    """English speech played into PulseAudio reaches the other participant through Firefox's microphone, as speech.
+
+    The whole three-sentence sample is played and Whisper must hear at least five words of two of its sentences. With
+    one sentence alone, a busy-core CI run once failed: the bot heard 0.8 s of its 2.6 s ("This young man."), its
+    start lost on the way through a starved Firefox, PulseAudio and this process (server and bot on one loop), not in
+    anything rt-f2f decides. One glitch may now take one sentence; the mic must still carry the other two."""
+    sample = read_audio(EXAMPLE, 48000)
+    most = 0.6 * loud_seconds(sample)
+    speech = tmp_path / "sample.wav"
+    write_wav(speech, sample, 48000)
+    sentences = EXAMPLE.with_suffix(".txt").read_text().splitlines()
+    async with asyncio.timeout(120), served() as (_, base):
         room = await create_room(base)
         bot = python_participant(base, room, "en", (160, 120, 10))
         await bot.join()
@@ -442,13 +449,14 @@ async def test_firefox_microphone_carries_real_speech(firefox_with_microphone, m
                 # the data channel can be up seconds before the first RTP audio reaches the bot
                 await wait_or_explain(bot, lambda: slot.audio_samples_array().size > 0, 20, "Firefox's audio")
                 await microphone.play(speech)
-                # the last words are still on their way: wait until the bot has heard most of the sentence
+                # the last words are still on their way: wait until the bot has heard most of the sample
                 with contextlib.suppress(AssertionError):
-                    await wait_or_explain(bot, lambda: loud_seconds(slot.audio_samples_array()) >= 2.0, 10, "speech")
+                    await wait_or_explain(bot, lambda: loud_seconds(slot.audio_samples_array()) >= most, 10, "speech")
                 heard = slot.audio_samples_array()
                 text, language, _ = await asyncio.to_thread(transcribe, whisper, heard)
-                print(f"the bot heard {loud_seconds(heard):.1f} s of sound: {text!r}")
-                assert language == "en" and len(words(REFERENCE) & words(text)) >= 5, (language, text)
+                print(f"the bot heard {loud_seconds(heard):.1f} s of sound of {loud_seconds(sample):.1f} s: {text!r}")
+                understood = [s for s in sentences if len(words(s) & words(text)) >= 5]
+                assert language == "en" and len(understood) >= 2, (language, text)
                 assert page.errors(base) == []
         finally:
             await bot.close()
