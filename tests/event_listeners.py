@@ -11,12 +11,11 @@ listener's sound lasted until it was stopped.
 
 Usage: ``python tests/event_listeners.py BASE OUT FIRST LANG:video|audio ...``. Prints ``up`` once its imports are
 done, and waits for a line on stdin before it joins: the test starts every listener process while the translators
-load, since nine processes importing aiortc at once took both cores for seconds and the translators' clocks skipped
-7 s. Then joins each listener in turn and prints ``joined LANG``, then ``ready``; listens until a line (or the end)
-on stdin; then, for listener ``FIRST + i``,
-writes ``OUT/<n>.npz`` (audio at 48 kHz, arrival times, RTP timestamps) and ``OUT/<n>.json`` (language, its peer
-connection's state before closing, the seconds of the sender's clock its audio spans, video frames, messages) and
-prints ``done``.
+load, since nine processes importing aiortc at once just after they went live took both cores for seconds and the
+translators' clocks skipped 7 s. Then joins each listener in turn and prints ``joined LANG``, then ``ready``; listens
+until a line (or the end) on stdin; then, for listener ``FIRST + i``, writes ``OUT/<n>.npz`` (audio at 48 kHz,
+arrival times, RTP timestamps) and ``OUT/<n>.json`` (language, its peer connection's state before closing, the
+seconds of the sender's clock its audio spans, video frames, messages) and prints ``done``.
 """
 
 from __future__ import annotations

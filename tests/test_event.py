@@ -425,9 +425,9 @@ async def _listen(base: str, server_pid: int, out: Path) -> dict:
     # got no translated caption while the seven got theirs), and the rest of the channel together
     groups = [_Listeners(base, out, 0, [("pt", True)])]
     for lang, n in SPLIT.items():
-        for joins in ([] if lang == "pt" else [(lang, True)], [(lang, False)] * (n - 1)):
-            if joins:
-                groups.append(_Listeners(base, out, sum(g.count for g in groups), joins))
+        if lang != "pt":  # pt's video listener is the first one, above
+            groups.append(_Listeners(base, out, sum(g.count for g in groups), [(lang, True)]))
+        groups.append(_Listeners(base, out, sum(g.count for g in groups), [(lang, False)] * (n - 1)))
     try:
         async with aiohttp.ClientSession() as http:
             await asyncio.gather(*(g.up() for g in groups))
