@@ -23,7 +23,7 @@ from .clauses import ClauseConfig
 from .critical import CriticalPath
 from .errors import LanguageError, RtF2fError
 from .framequeue import end_of_stream, end_stream, is_end
-from .frames import AudioChunk, Caption, Frame, SpeechChunk, Transcript, Translation, join_words
+from .frames import AudioChunk, Caption, ControlEvent, Frame, SpeechChunk, Transcript, Translation, join_words
 from .recognition import RecognitionConfig
 from .stage import LatencyLog, Pipeline, Stage
 from .waterfall import WaterfallRecorder
@@ -157,8 +157,11 @@ class SpeechEngine:
             stages.append(self.vc)
         return stages
 
-    async def run(self, audio: AsyncIterable[AudioChunk], live: bool = True) -> AsyncIterator[SpeechChunk | Caption]:
-        """Translated speech and captions, in the order they are produced (``live``: see ``stages``)."""
+    async def run(
+        self, audio: AsyncIterable[AudioChunk | ControlEvent], live: bool = True
+    ) -> AsyncIterator[SpeechChunk | Caption]:
+        """Translated speech and captions, in the order they are produced (``live``: see ``stages``). ``audio`` may
+        carry control events: END_OF_SPEECH closes the sentence heard so far (the VAD's open segment)."""
         out: asyncio.Queue[Frame] = asyncio.Queue(maxsize=256)
 
         def tap(stage: str, frame: Frame) -> None:
@@ -168,9 +171,9 @@ class SpeechEngine:
                     return  # a slow reader loses partial captions, never final ones or speech
                 out.put_nowait(caption)
 
-        async def enrol(source: AsyncIterable[AudioChunk]) -> AsyncIterator[AudioChunk]:
+        async def enrol(source: AsyncIterable[AudioChunk | ControlEvent]) -> AsyncIterator[AudioChunk | ControlEvent]:
             async for chunk in source:
-                if self.vc is not None:
+                if self.vc is not None and isinstance(chunk, AudioChunk):
                     self.vc.enrol(chunk)
                 yield chunk
 

@@ -1,4 +1,5 @@
-"""The test doubles the suite shares: one speech engine, one lip-sync session, and what a feed reports to.
+"""The test doubles the suite shares: one speech engine and its model stand-ins (``Listening``, ``Echo``,
+``Blocking``), one lip-sync session, and what a feed reports to.
 
 ``FakeSpeechEngine`` stands in for ``rt_f2f.speech.SpeechEngine`` (``load()``, ``run(audio)``): every ``clause_s``
 seconds of input become a clause, its captions and its translated speech, so "the listener got the engine's
@@ -19,8 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from audio_checks import tone
 
+from rt_f2f.asr.base import ASRResult
+from rt_f2f.critical import CriticalPath
 from rt_f2f.errors import RtF2fError
-from rt_f2f.frames import AudioChunk, Caption, Clause, SpeechChunk, Translation, VideoFrame, Word
+from rt_f2f.frames import AudioChunk, Caption, Clause, ControlEvent, SpeechChunk, Translation, VideoFrame, Word
+from rt_f2f.mt.base import Translator
+from rt_f2f.rates import ENGINE_RATE
+from rt_f2f.tts.base import Synthesizer
 
 # -- time --------------------------------------------------------------------------------------------------------
 
@@ -57,7 +63,8 @@ class FakeSpeechEngine:
     ``SpeechChunk`` whose audio ``speech`` makes, stamped at the clause's start.
 
     ``fail``: "load" (``load`` raises an ``RtF2fError``) or "run" (the first release raises a ``RuntimeError``).
-    Records what it was given: ``rates``, ``chunk_sizes``, ``seconds_in``, and its ``clauses``.
+    Records what it was given: ``rates``, ``chunk_sizes``, ``seconds_in``, ``controls`` (control events, in order,
+    after how many seconds of input), and its ``clauses``.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class FakeSpeechEngine:
         self.rates: set[int] = set()
         self.chunk_sizes: set[int] = set()
         self.seconds_in = 0.0
+        self.controls: list[tuple[ControlEvent, float]] = []
         self.clauses: list[Clause] = []
 
     def load(self) -> None:
@@ -90,11 +98,16 @@ class FakeSpeechEngine:
             raise RtF2fError("no translator for this pair", "pull one")
         self.loaded = True
 
-    async def run(self, audio: AsyncIterable[AudioChunk], live: bool = True) -> AsyncIterator[SpeechChunk | Caption]:
+    async def run(
+        self, audio: AsyncIterable[AudioChunk | ControlEvent], live: bool = True
+    ) -> AsyncIterator[SpeechChunk | Caption]:
         held: list[np.ndarray] = []
         held_s = 0.0
         waiting: list[tuple[float, int, Clause, np.ndarray, int]] = []  # (due, clause id, clause, heard, rate)
         async for chunk in audio:
+            if isinstance(chunk, ControlEvent):
+                self.controls.append((chunk, self.seconds_in))
+                continue
             self.rates.add(chunk.sample_rate)
             self.chunk_sizes.add(chunk.samples.size)
             self.seconds_in += chunk.duration
@@ -232,3 +245,58 @@ class FakeLipSyncSession:
         self._waiting = []
         self.stats.frames_out += len(out)
         return out
+
+
+# -- models ------------------------------------------------------------------------------------------------------
+
+
+class Listening:
+    """A recogniser that hears one word per 0.5 s of audio and remembers how much audio each call got."""
+
+    def __init__(self) -> None:
+        self.heard_s: list[float] = []
+
+    def check_language(self, code: str | None) -> str | None:
+        return code
+
+    def transcribe(self, audio: np.ndarray, offset: float = 0.0, **options: object) -> ASRResult:
+        """As ``asr.base.Recogniser``; the options (language, prompt, beam, window) do not matter here."""
+        self.heard_s.append(audio.size / ENGINE_RATE)
+        end = offset + audio.size / ENGINE_RATE
+        words = tuple(Word(f" w{i}", offset + 0.5 * i, offset + 0.5 * i + 0.4) for i in range(int(2 * (end - offset))))
+        return ASRResult(words, "en", 1.0)
+
+
+class Echo(Translator):
+    """A translator (en -> pt) that gives back what it was given."""
+
+    source, target = "en", "pt"
+
+    def translate(self, texts: list[str]) -> list[str]:
+        return list(texts)
+
+
+class Blocking(Synthesizer):
+    """Voices each phrase as 0.5 s of tone once ``go`` is set, taking ``cost_s`` of ``clock``'s time; records whether
+    the gate was up while it worked."""
+
+    name, sample_rate, languages = "fake", 8000, frozenset({"pt"})
+
+    def __init__(
+        self, gate: CriticalPath | None = None, fail: bool = False, clock: FakeClock | None = None, cost_s: float = 0.0
+    ) -> None:
+        self.gate, self.fail, self.clock, self.cost_s = gate, fail, clock, cost_s
+        self.go = threading.Event()
+        self.go.set()
+        self.started = threading.Event()
+        self.busy_during: list[bool] = []
+
+    def synthesize_phrase(self, phrase: str, language: str) -> np.ndarray:
+        self.started.set()
+        self.busy_during.append(self.gate is not None and self.gate.busy)
+        assert self.go.wait(10), "the test never let the synthesis finish"
+        if self.fail:
+            raise RuntimeError("the voice crashed")
+        if self.clock is not None:
+            self.clock.now += self.cost_s
+        return np.full(self.sample_rate // 2, 0.1, np.float32)

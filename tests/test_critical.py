@@ -4,41 +4,21 @@ for, never longer than the bound, and nothing changes with it off. Fakes only: n
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import numpy as np
 import pytest
-from fakes import FakeClock
+from fakes import Blocking, Echo, FakeClock, Listening
 
 from rt_f2f.asr.base import ASRResult
 from rt_f2f.asr.stage import ASRStage
 from rt_f2f.critical import CriticalPath
 from rt_f2f.errors import RtF2fError
 from rt_f2f.frames import AudioChunk, Clause, SpeechChunk, SpeechSegment, Transcript, Translation, Word
-from rt_f2f.mt.base import Translator
 from rt_f2f.recording import build_report, translate_recording
 from rt_f2f.speech import SpeechConfig, SpeechEngine, SpeechModels
-from rt_f2f.tts.base import Synthesizer
 from rt_f2f.tts.select import SpeakingPace, TTSStage
 
 RATE = 16000
-
-
-class Listening:
-    """A recogniser that hears one word per 0.5 s of audio and remembers how much audio each call got."""
-
-    def __init__(self) -> None:
-        self.heard_s: list[float] = []
-
-    def check_language(self, code: str | None) -> str | None:
-        return code
-
-    def transcribe(self, audio: np.ndarray, offset: float = 0.0, **options: object) -> ASRResult:
-        """As ``asr.base.Recogniser``; the options (language, prompt, beam, window) do not matter here."""
-        self.heard_s.append(audio.size / RATE)
-        end = offset + audio.size / RATE
-        words = tuple(Word(f" w{i}", offset + 0.5 * i, offset + 0.5 * i + 0.4) for i in range(int(2 * (end - offset))))
-        return ASRResult(words, "en", 1.0)
 
 
 def _segment(seconds: float, final: bool = False) -> SpeechSegment:
@@ -47,32 +27,6 @@ def _segment(seconds: float, final: bool = False) -> SpeechSegment:
 
 async def _feed(stage: ASRStage, seconds: float, final: bool = False) -> list[Transcript]:
     return [t async for t in stage.process(_segment(seconds, final)) if isinstance(t, Transcript)]
-
-
-class Blocking(Synthesizer):
-    """Voices each phrase as 0.5 s of tone once ``go`` is set, taking ``cost_s`` of ``clock``'s time; records whether
-    the gate was up while it worked."""
-
-    name, sample_rate, languages = "fake", 8000, frozenset({"pt"})
-
-    def __init__(
-        self, gate: CriticalPath | None = None, fail: bool = False, clock: FakeClock | None = None, cost_s: float = 0.0
-    ) -> None:
-        self.gate, self.fail, self.clock, self.cost_s = gate, fail, clock, cost_s
-        self.go = threading.Event()
-        self.go.set()
-        self.started = threading.Event()
-        self.busy_during: list[bool] = []
-
-    def synthesize_phrase(self, phrase: str, language: str) -> np.ndarray:
-        self.started.set()
-        self.busy_during.append(self.gate is not None and self.gate.busy)
-        assert self.go.wait(10), "the test never let the synthesis finish"
-        if self.fail:
-            raise RuntimeError("the voice crashed")
-        if self.clock is not None:
-            self.clock.now += self.cost_s
-        return np.full(self.sample_rate // 2, 0.1, np.float32)
 
 
 def _translation(text: str, clause_id: int = 1) -> Translation:
@@ -287,11 +241,6 @@ async def test_a_held_step_runs_as_soon_as_the_synthesis_ends_within_its_slice()
 
 
 # -- the engine ----------------------------------------------------------------------------------------------------
-
-
-class Echo(Translator):
-    def translate(self, texts: list[str]) -> list[str]:
-        return list(texts)
 
 
 @pytest.mark.parametrize("on, live", [(False, True), (True, True), (True, False)])

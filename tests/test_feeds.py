@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from fakes import Events, FakeEngines, Recorder
 
-from rt_f2f.frames import AudioChunk
+from rt_f2f.frames import AudioChunk, ControlKind
 from rt_f2f.server.feeds.base import FeedStats, PassthroughFeed
 from rt_f2f.server.feeds.engine import EngineStats
 from rt_f2f.server.feeds.translated import DelayedVideoStats, TranslatedFeed
@@ -25,16 +26,21 @@ def block(i: int, value: float = 0.1) -> AudioChunk:
     return AudioChunk(np.full(960, value, np.float32), WEBRTC, i * 0.02, source="A")
 
 
+async def until(condition: Callable[[], object], seconds: float = 2.0) -> None:
+    """Let the loop run until ``condition()`` holds or ``seconds`` pass (the assertions after it say which)."""
+    for _ in range(int(seconds * 100)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
 async def feed_for(engines: FakeEngines, settings: MediaSettings | None = None):
     events, audio, video = Events(), Recorder(), Recorder()
     feed = TranslatedFeed("A", "en", "pt", settings or MediaSettings(), events, engines)
     feed.audio.subscribe(audio)
     feed.video.subscribe(video)
     await feed.start()
-    for _ in range(200):
-        if feed.state != "loading" and feed.state != "starting":
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: feed.state != "loading" and feed.state != "starting", 2)
     return feed, events, audio, video
 
 
@@ -46,10 +52,7 @@ async def test_translated_feed_runs_the_engine_on_16khz_blocks_and_publishes_48k
         for i in range(60):  # 1.2 s of speaker audio
             feed.push_audio(block(i), time.monotonic())
             await asyncio.sleep(0)
-        for _ in range(200):
-            if audio.items:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: audio.items, 2)
         (engine,) = engines.made
         assert engine.rates == {16000} and len(engine.chunk_sizes) == 1  # fixed-size blocks at the engine rate
         assert audio.items and {c.sample_rate for _, c in audio.items} == {WEBRTC}
@@ -61,11 +64,44 @@ async def test_translated_feed_runs_the_engine_on_16khz_blocks_and_publishes_48k
         assert feed.stats() == {
             "mode": "translated", "state": "running", "delay_s": stats.delay_s,
             "speech_lag_s": engine_stats.speech_lag_s, "speech_out_s": engine_stats.speech_out_s,
-            "engine_input_dropped": 0, "video_dropped": 0,
+            "engine_input_s": round(engine.seconds_in, 2), "engine_input_dropped": 0, "engine_input_stalls": 0, "video_dropped": 0,
         }  # fmt: skip
     finally:
         await feed.close()
     assert feed.state == "closed"
+
+
+async def test_speaker_audio_that_stops_closes_the_sentence_heard_once_per_stall(caplog):
+    """A speaker whose audio stops mid-sentence (a network drop, a browser that stops sending) is not left open
+    until they speak again: after ``engine_input_stall_s`` the engine is told the speech ended, once, at the media
+    time the audio stopped; the stall is counted and logged in one line."""
+    engines = FakeEngines()
+    feed, events, audio, video = await feed_for(engines, MediaSettings(engine_input_stall_s=0.3))
+    try:
+        (engine,) = engines.made
+        await asyncio.sleep(0.5)  # before any audio, silence is not a stall
+        assert engine.controls == []
+        for i in range(30):  # 0.6 s of speech, then nothing
+            feed.push_audio(block(i), time.monotonic())
+            await asyncio.sleep(0)
+        await until(lambda: engine.controls, 2)
+        await asyncio.sleep(0.7)  # a stall is reported once, however long it lasts
+        ((event, heard),) = engine.controls
+        assert event.kind == ControlKind.END_OF_SPEECH and event.detail == {"reason": "input stalled"}
+        # where the audio given to the engine ends (the resampler and the 60 ms blocking hold back a little)
+        assert event.pts == pytest.approx(heard) and 0.5 <= heard <= 0.6
+        assert feed.stats()["engine_input_stalls"] == 1
+        (record,) = [r for r in caplog.records if "no audio for" in r.getMessage()]
+        assert "\n" not in record.getMessage() and record.exc_info is None
+        for i in range(30, 60):  # the speaker is back; a new stall is a new event
+            feed.push_audio(block(i), time.monotonic())
+            await asyncio.sleep(0)
+        await until(lambda: len(engine.controls) == 2, 2)
+        (first, _), (second, heard) = engine.controls
+        assert second.pts == pytest.approx(heard) and 1.1 <= heard <= 1.2
+        assert feed.stats()["engine_input_stalls"] == 2 and feed.stats()["engine_input_s"] == round(heard, 2)
+    finally:
+        await feed.close()
 
 
 async def test_a_failed_engine_leaves_listeners_with_the_original_media():
@@ -77,10 +113,7 @@ async def test_a_failed_engine_leaves_listeners_with_the_original_media():
         feed.push_audio(chunk, time.monotonic())
         frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
         feed.push_video(frame, time.monotonic())
-        for _ in range(100):
-            if video.items:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: video.items, 1)
         assert [c for _, c in audio.items] == [chunk] and [f for _, f in video.items] == [
             frame
         ]  # the same objects, untouched, at once

@@ -90,6 +90,43 @@ def test_bad_input_gets_one_clear_error_and_no_output(tmp_path: Path, make_input
     assert not out.exists() and list(tmp_path.glob(".out-*")) == []
 
 
+async def test_end_of_speech_in_the_input_translates_the_open_sentence_at_once() -> None:
+    """Audio that stops mid-sentence (the server's feed says END_OF_SPEECH when a speaker's audio stalls) is
+    translated then, not when more audio comes: the VAD's open segment closes, the ASR commits it, it is voiced."""
+    import asyncio
+
+    from fakes import Blocking, Echo, Listening
+
+    from rt_f2f.audio import read_audio
+    from rt_f2f.frames import AudioChunk, ControlEvent, ControlKind, SpeechChunk
+    from rt_f2f.speech import SpeechConfig, SpeechEngine, SpeechModels
+
+    speech = read_audio(SAMPLE, 16000)[: int(1.5 * 16000)]  # 'he was not an ill-' : still speaking at 1.5 s
+    engine = SpeechEngine(
+        SpeechConfig("en", "pt", voice_conversion=False), SpeechModels(Listening(), Echo(), Blocking(), None)
+    )
+    inbox: asyncio.Queue[AudioChunk | ControlEvent | None] = asyncio.Queue()
+    for start in range(0, speech.size, 1600):
+        inbox.put_nowait(AudioChunk(speech[start : start + 1600], 16000, start / 16000))
+    inbox.put_nowait(ControlEvent(ControlKind.END_OF_SPEECH, 1.5))
+
+    async def audio():  # stays open after the event: only the event can close the sentence
+        while (item := await inbox.get()) is not None:
+            yield item
+
+    out = []
+    run = engine.run(audio())
+    async with asyncio.timeout(30):
+        async for item in run:
+            out.append(item)
+            if isinstance(item, SpeechChunk):
+                break
+    inbox.put_nowait(None)
+    await run.aclose()
+    finals = [c for c in out if getattr(c, "kind", "") == "source" and c.final]
+    assert finals and finals[-1].end <= 1.5 and isinstance(out[-1], SpeechChunk)
+
+
 def test_dub_placement_follows_the_source_and_never_overlaps() -> None:
     recs = [
         ClauseRecord(i, "x", s, s + 1, s + 0.2, audio_ready=9.0, output_end=d)

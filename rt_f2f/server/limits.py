@@ -58,6 +58,7 @@ class MediaSettings:
     max_video_lag_s: float = 0.3  # incoming video later than this behind its own timeline is dropped (stale)
     engine_chunk_s: float = 0.06  # audio handed to a speech engine in 60 ms blocks (two 30 ms VAD frames)
     max_engine_input_s: float = 10.0  # audio waiting for a busy engine before the oldest is dropped
+    engine_input_stall_s: float = 2.0  # no speaker audio for this long: the engine closes the sentence it heard
     initial_video_delay_s: float = 2.0  # translated video waits this long until a speech lag is measured
     min_video_delay_s: float = 0.3
     max_video_delay_s: float = 6.0

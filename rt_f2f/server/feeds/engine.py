@@ -2,7 +2,9 @@
 
 Audio reaches the engine at 16 kHz in ``engine_chunk_s`` blocks through a bounded queue (oldest dropped when the
 engine falls ``max_engine_input_s`` behind; nothing is queued while models load, so a slow start does not turn into
-permanent delay). Each clause's lag (its first source word heard -> its first translated audio) is measured; what
+permanent delay). When the speaker's audio stops arriving (a dropped network, a browser that stops sending) for
+``engine_input_stall_s``, the engine is told the speech ended: the sentence it heard is translated now rather than
+whenever audio comes back, and the stall is counted and logged. Each clause's lag (its first source word heard -> its first translated audio) is measured; what
 the lag means for the picture is the video policy's business (``composed.VideoPolicy``).
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from ...audio import StreamingResampler
 from ...errors import RtF2fError
-from ...frames import AudioChunk, Caption, SpeechChunk
+from ...frames import AudioChunk, Caption, ControlEvent, ControlKind, SpeechChunk
 from ...rates import ENGINE_RATE
 from ..clockmap import WallClockMap
 from ..limits import MediaSettings
@@ -38,7 +40,7 @@ class SpeechEngineLike(Protocol):
 
     def load(self) -> None: ...
 
-    def run(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[SpeechChunk | Caption]: ...
+    def run(self, audio: AsyncIterable[AudioChunk | ControlEvent]) -> AsyncIterator[SpeechChunk | Caption]: ...
 
 
 EngineFactory = Callable[[str, str], SpeechEngineLike]
@@ -77,7 +79,7 @@ def speech_engine_factory(voice_conversion: bool = True) -> EngineFactory:
                     cache[key] = load_models(config)
             self.engine = SpeechEngine(config, models=cache[key])
 
-        def run(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[SpeechChunk | Caption]:
+        def run(self, audio: AsyncIterable[AudioChunk | ControlEvent]) -> AsyncIterator[SpeechChunk | Caption]:
             if self.engine is None:
                 raise RtF2fError("the speech engine was run before it was loaded", "call load() first")
             return self.engine.run(audio)
@@ -101,11 +103,14 @@ class Lag:
 
 @dataclass(frozen=True)
 class EngineStats:
-    """The engine's figures: its latest lag, how much speech it produced, how much input it had to drop."""
+    """The engine's figures: its latest lag, how much speech it produced, how much input it was given, had to drop,
+    and how often that input stopped coming (``engine_input_stalls``)."""
 
     speech_lag_s: float | None
     speech_out_s: float
+    engine_input_s: float
     engine_input_dropped: int
+    engine_input_stalls: int
 
 
 class EngineListener(Protocol):
@@ -138,9 +143,14 @@ class EngineRunner:
             maxlen=max(1, int(settings.max_engine_input_s / settings.engine_chunk_s))
         )
         self._wake = asyncio.Event()
+        self._stall_s = settings.engine_input_stall_s
+        self._input_end: float | None = None  # media time where the audio given so far ends (None: none yet)
+        self._stalled = False  # the current stall has been reported
         self._clock = WallClockMap()
         self.lag = Lag(settings.initial_video_delay_s)
+        self.input_s = 0.0
         self.input_dropped = 0
+        self.input_stalls = 0
         self.speech_out_s = 0.0
         self.captions_out = 0
 
@@ -186,18 +196,48 @@ class EngineRunner:
     def _enqueue(self, chunk: AudioChunk | None) -> None:
         if len(self._queue) == self._queue.maxlen:
             self.input_dropped += 1
+        if chunk is not None:
+            self.input_s += chunk.duration
         self._queue.append(chunk)
         self._wake.set()
 
-    async def _input(self) -> AsyncIterator[AudioChunk]:
+    async def _input(self) -> AsyncIterator[AudioChunk | ControlEvent]:
         while True:
             while not self._queue:
                 self._wake.clear()
-                await self._wake.wait()
+                if await self._stall():
+                    yield ControlEvent(ControlKind.END_OF_SPEECH, self._input_end, {"reason": "input stalled"})
             item = self._queue.popleft()
             if item is None:
                 return
+            self._input_end, self._stalled = item.end, False
             yield item
+
+    async def _stall(self) -> bool:
+        """Wait for input; True (once per stall) when none came for ``engine_input_stall_s`` after some did.
+
+        A timer that fires late means the event loop itself was held up (a busy CPU), and the speaker's audio may
+        be waiting behind it: that wait starts again instead of cutting the sentence short.
+        """
+        if self._input_end is None or self._stalled:
+            await self._wake.wait()
+            return False
+        while True:
+            asked = time.monotonic()
+            try:
+                async with asyncio.timeout(self._stall_s):
+                    await self._wake.wait()
+                return False
+            except TimeoutError:
+                if time.monotonic() - asked > self._stall_s + 0.25:
+                    continue
+            self._stalled = True
+            self.input_stalls += 1
+            log.warning(
+                "speaker %s: no audio for %.1f s after %.2f s of it; translating what was heard (%s->%s)",
+                self.speaker, self._stall_s, self._input_end, self.source, self.target,
+            )  # fmt: skip
+            return True
 
     # -- running -----------------------------------------------------------------------------------------------
 
@@ -244,5 +284,7 @@ class EngineRunner:
         return EngineStats(
             speech_lag_s=round(self.lag.last, 3) if self.lag.samples else None,
             speech_out_s=round(self.speech_out_s, 2),
+            engine_input_s=round(self.input_s, 2),
             engine_input_dropped=self.input_dropped,
+            engine_input_stalls=self.input_stalls,
         )
