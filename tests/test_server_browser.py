@@ -21,11 +21,11 @@ import pytest
 from audio_checks import loud_seconds
 from browser_fixtures import (
     EXAMPLE,
-    REFERENCE,
     REFERENCE_ALL,
     likeliest_languages,
     loopback_ice,
     python_participant,
+    sentences_heard,
     served,
     transcribe,
     wait_or_explain,
@@ -147,8 +147,10 @@ async def test_browser_and_python_participant_hear_and_see_each_other(playwright
                 recent = [t for t, _, _ in slot.video if t > time.monotonic() - 3.0]
                 heard = slot.audio_samples_array()
                 text, language, _ = await asyncio.to_thread(transcribe, whisper, heard)
-                assert language == "en"
-                assert len(words(REFERENCE) & words(text)) >= 5, text
+                # the first sentence and the start of the second: one of them whole (five words or more); busy-core
+                # CI run 2 of 6f2ce7b heard 'A nild-sposed young man, unless to be rather cold-hearted and rather
+                # selfish': the first sentence's start lost, the second's nine words right
+                assert language == "en" and sentences_heard(text), text
                 print(f"join {join_s:.2f} s; camera at the bot {len(recent) / 3.0:.0f} fps; heard: {text!r}")
                 # leaving from the page frees the server at once
                 await page.click("#leave")
