@@ -12,6 +12,7 @@ back in batches of ``batch_size``, re-mouthed (``mouthed``: the bottom half of t
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -300,3 +301,12 @@ class Blocking(Synthesizer):
         if self.clock is not None:
             self.clock.now += self.cost_s
         return np.full(self.sample_rate // 2, 0.1, np.float32)
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float, poll: float = 0.05) -> None:
+    """Let the event loop run until ``predicate()`` holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(poll)

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fakes import wait_until
 
 from rt_f2f.errors import LanguageError
 from rt_f2f.event.janus_process import JanusConfig, JanusError, free_port, wait_ready
@@ -489,15 +490,15 @@ async def test_killed_translator_fails_over_to_the_original_and_recovers(netns) 
         listener = Watcher(session, video=False)
         await listener.watch(controller.join("pt")["mountpoint"])
         pt = controller.languages["pt"]
-        await _until(lambda: pt.state == "live" and pt.health.get("clauses_out", 0) >= 1, 180)
+        await wait_until(lambda: pt.state == "live" and pt.health.get("clauses_out", 0) >= 1, 180, 0.25)
         assert controller.janus_url.startswith(f"http://{ADDRESS}:")
-        await _until(lambda: listener.reception.captions("translation"), 30)  # sent by the worker to ADDRESS
-        await _until(lambda: pt.state == "live", 60)  # back from a stall, if the machine is that loaded
+        await wait_until(lambda: listener.reception.captions("translation"), 30, 0.25)  # sent by the worker to ADDRESS
+        await wait_until(lambda: pt.state == "live", 60, 0.25)  # back from a stall, if the machine is that loaded
         old_pid, failures = pt.health["pid"], pt.failures
         os.kill(old_pid, signal.SIGKILL)  # the worker process dies, as on a crash or an OOM kill
         killed_at = time.time()
-        await _until(lambda: pt.state == "failed-over" and pt.channel.source == "speaker", 30)
-        await _until(lambda: pt.state == "live" and pt.health.get("pid") not in (None, old_pid), 180)
+        await wait_until(lambda: pt.state == "failed-over" and pt.channel.source == "speaker", 30, 0.25)
+        await wait_until(lambda: pt.state == "live" and pt.health.get("pid") not in (None, old_pid), 180, 0.25)
         await asyncio.sleep(3)
         states = [m.get("state") for t, m in listener.reception.messages if m.get("type") == "status" and t > killed_at]
         assert "original" in states and states[-1] == "translated", states
@@ -567,13 +568,6 @@ async def test_a_slow_translator_is_waited_for_and_a_hung_or_dead_one_failed_ove
     await event._check(state, feeds)  # its process died: Ray says so at once
     await answered(RuntimeError("ActorDiedError: the actor died unexpectedly"))
     assert state.state == "failed-over" and state.failures == 2 and len(actor.calls) == 4
-
-
-async def _until(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.25)
 
 
 @pytest.mark.slow
@@ -668,7 +662,9 @@ async def test_translator_with_a_checkpoint_publishes_the_speakers_face_re_mouth
             )
             await asyncio.sleep(words[-1].end - words[0].start)  # spoken now, in real time
             assert worker.submit(SourceClause(Clause(text, words, "en", k), time.time()))
-        await _until(lambda: worker.health()["delay_s"] is not None and worker.stats.clauses_out == len(texts), 120)
+        await wait_until(
+            lambda: worker.health()["delay_s"] is not None and worker.stats.clauses_out == len(texts), 120, 0.25
+        )
 
         def on_time() -> int:  # frames re-mouthed before their playout: the pacer sends these to the listener
             lipsync = worker.health()["lipsync"]
@@ -676,7 +672,7 @@ async def test_translator_with_a_checkpoint_publishes_the_speakers_face_re_mouth
 
         # While the speech engine takes the cores, lip-sync may render few frames in time (on a busy CI machine:
         # none); once they are free it renders again, and its frames reach the listener at their playout.
-        await _until(lambda: on_time() >= 12, 90)
+        await wait_until(lambda: on_time() >= 12, 90, 0.25)
         await asyncio.sleep(2 + CallLipSyncConfig().delay_s)
         health = worker.health()
     finally:
@@ -725,7 +721,7 @@ async def test_janus_crash_is_restarted_and_the_original_republished(netns) -> N
         url, mountpoint = controller.janus_url, controller.join("original")["mountpoint"]
         controller.janus.proc.kill()
         # janus_restarts counts from the start of a recovery, when the old forwarders are still listed: wait for its end
-        await _until(lambda: controller.janus_recovered == 1 and controller.original.forwarders, 60)
+        await wait_until(lambda: controller.janus_recovered == 1 and controller.original.forwarders, 60, 0.25)
         assert controller.janus_restarts == 1
         assert controller.janus_url == url
         session = await JanusSession.create(url)
@@ -776,7 +772,9 @@ async def test_chromium_speaker_and_listener_pages(netns, tmp_path: Path) -> Non
     try:
         await controller.start()
         runner, base = await serve(build_app(controller))
-        await _until(lambda: controller.languages["pt"].state == "live", 240)  # so pt's captions are translations
+        await wait_until(
+            lambda: controller.languages["pt"].state == "live", 240, 0.25
+        )  # so pt's captions are translations
         async with playwright_api.async_playwright() as p:
             browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=flags)
             speaker, listener = await browser.new_page(), await browser.new_page()
@@ -787,19 +785,21 @@ async def test_chromium_speaker_and_listener_pages(netns, tmp_path: Path) -> Non
             await speaker.click("#speak")
             await speaker.wait_for_function("document.getElementById('note').textContent === 'you are live'",
                                             timeout=30_000)  # fmt: skip
-            await _until(lambda: controller.original.source == "speaker", 20)
+            await wait_until(lambda: controller.original.source == "speaker", 20, 0.25)
             session = await JanusSession.create(controller.janus_url)
             original = Watcher(session, video=False)
             await original.watch(controller.join("original")["mountpoint"])
-            await _until(lambda: np.abs(original.reception.samples()).max(initial=0) > 0.05, 30)
-            await _until(lambda: original.reception.captions("source"), 180)  # the browser's speech reached the ASR
+            await wait_until(lambda: np.abs(original.reception.samples()).max(initial=0) > 0.05, 30, 0.25)
+            await wait_until(
+                lambda: original.reception.captions("source"), 180, 0.25
+            )  # the browser's speech reached the ASR
             await listener.goto(base + "/event")
             await listener.wait_for_function("document.getElementById('language').options.length === 2")
             await listener.select_option("#language", "pt")
             await listener.click("#listen")
             await listener.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
             out_before = controller.languages["pt"].health.get("clauses_out", 0)
-            await _until(lambda: controller.languages["pt"].health.get("clauses_out", 0) > out_before, 240)
+            await wait_until(lambda: controller.languages["pt"].health.get("clauses_out", 0) > out_before, 240, 0.25)
             try:
                 await listener.wait_for_function(
                     "document.getElementById('captions').textContent.trim().length > 0", timeout=60_000

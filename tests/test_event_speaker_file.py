@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
+from fakes import wait_until
 from test_event import netns  # noqa: F401  (the slow test's network namespace)
 
 from rt_f2f.errors import MediaError
@@ -252,13 +253,12 @@ async def test_an_event_playing_a_face_video_with_a_checkpoint_re_mouths_the_spe
     file's own pictures at their size, and the pt translator finds the face in them and renders mouths for its
     speech (random weights: counts only, never quality)."""
     from lipsync_fixtures import shared_checkpoint
-    from test_event import _until
 
     checkpoint = str(shared_checkpoint())
     async with event_playing_a_face(tmp_path, 11.6, pin=True, checkpoint_path=checkpoint) as (controller, watch):
         watcher = await watch(controller.join("original")["mountpoint"])
         pt = controller.languages["pt"]
-        await _until(lambda: (pt.health.get("lipsync") or {}).get("lipsync_rendered", 0) > 0, 400)
+        await wait_until(lambda: (pt.health.get("lipsync") or {}).get("lipsync_rendered", 0) > 0, 400, 0.25)
         status = controller.status()
     print(json.dumps({"input": status["input"], "lipsync": status["languages"]["pt"]["lipsync"]}))
     assert watcher.reception.video_size == (256, 256) and watcher.reception.video_frames > 0
@@ -273,16 +273,15 @@ async def test_after_a_janus_crash_the_files_pictures_resume_on_the_sounds_clock
     """SIGKILL Janus: the re-published speaker sends the same file tracks, which pick up where the sound's clock is
     (pictures that fell behind are skipped and counted, not sent in a burst), and the old peer connection no longer
     pulls them (two senders on one track would each get every other frame)."""
-    from test_event import _until
 
     async with event_playing_a_face(tmp_path, 3.2) as (controller, watch):
         mountpoint = controller.join("original")["mountpoint"]
         await asyncio.sleep(1.0)
         before, old = controller.status()["input"], controller.speaker
         controller.janus.proc.kill()
-        await _until(lambda: controller.janus_recovered == 1 and controller.original.forwarders, 60)
+        await wait_until(lambda: controller.janus_recovered == 1 and controller.original.forwarders, 60, 0.25)
         watcher = await watch(mountpoint)
-        await _until(lambda: watcher.reception.video_frames >= 25, 30)
+        await wait_until(lambda: watcher.reception.video_frames >= 25, 30, 0.25)
         after, played = controller.status()["input"], controller._speaker_file
         behind = time.monotonic() - played.audio.started - played.video._sent_pts
     print(json.dumps({"before": before, "after": after, "behind_s": behind}))

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
 import numpy as np
 import pytest
-from fakes import Events, FakeEngines, Recorder
+from fakes import Events, FakeEngines, Recorder, wait_until
 
 from rt_f2f.frames import AudioChunk, ControlKind
 from rt_f2f.server.feeds.base import FeedStats, PassthroughFeed
@@ -26,21 +25,13 @@ def block(i: int, value: float = 0.1) -> AudioChunk:
     return AudioChunk(np.full(960, value, np.float32), WEBRTC, i * 0.02, source="A")
 
 
-async def until(condition: Callable[[], object], seconds: float = 2.0) -> None:
-    """Let the loop run until ``condition()`` holds or ``seconds`` pass (the assertions after it say which)."""
-    for _ in range(int(seconds * 100)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-
-
 async def feed_for(engines: FakeEngines, settings: MediaSettings | None = None):
     events, audio, video = Events(), Recorder(), Recorder()
     feed = TranslatedFeed("A", "en", "pt", settings or MediaSettings(), events, engines)
     feed.audio.subscribe(audio)
     feed.video.subscribe(video)
     await feed.start()
-    await until(lambda: feed.state != "loading" and feed.state != "starting", 2)
+    await wait_until(lambda: feed.state != "loading" and feed.state != "starting", 2)
     return feed, events, audio, video
 
 
@@ -52,7 +43,7 @@ async def test_translated_feed_runs_the_engine_on_16khz_blocks_and_publishes_48k
         for i in range(60):  # 1.2 s of speaker audio
             feed.push_audio(block(i), time.monotonic())
             await asyncio.sleep(0)
-        await until(lambda: audio.items, 2)
+        await wait_until(lambda: audio.items, 2)
         (engine,) = engines.made
         assert engine.rates == {16000} and len(engine.chunk_sizes) == 1  # fixed-size blocks at the engine rate
         assert audio.items and {c.sample_rate for _, c in audio.items} == {WEBRTC}
@@ -84,7 +75,7 @@ async def test_speaker_audio_that_stops_closes_the_sentence_heard_once_per_stall
         for i in range(30):  # 0.6 s of speech, then nothing
             feed.push_audio(block(i), time.monotonic())
             await asyncio.sleep(0)
-        await until(lambda: engine.controls, 2)
+        await wait_until(lambda: engine.controls, 2)
         await asyncio.sleep(0.7)  # a stall is reported once, however long it lasts
         ((event, heard),) = engine.controls
         assert event.kind == ControlKind.END_OF_SPEECH and event.detail == {"reason": "input stalled"}
@@ -96,7 +87,7 @@ async def test_speaker_audio_that_stops_closes_the_sentence_heard_once_per_stall
         for i in range(30, 60):  # the speaker is back; a new stall is a new event
             feed.push_audio(block(i), time.monotonic())
             await asyncio.sleep(0)
-        await until(lambda: len(engine.controls) == 2, 2)
+        await wait_until(lambda: len(engine.controls) == 2, 2)
         (first, _), (second, heard) = engine.controls
         assert second.pts == pytest.approx(heard) and 1.1 <= heard <= 1.2
         assert feed.stats()["engine_input_stalls"] == 2 and feed.stats()["engine_input_s"] == round(heard, 2)
@@ -113,7 +104,7 @@ async def test_a_failed_engine_leaves_listeners_with_the_original_media():
         feed.push_audio(chunk, time.monotonic())
         frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
         feed.push_video(frame, time.monotonic())
-        await until(lambda: video.items, 1)
+        await wait_until(lambda: video.items, 1)
         assert [c for _, c in audio.items] == [chunk] and [f for _, f in video.items] == [
             frame
         ]  # the same objects, untouched, at once

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection
 from audio_checks import dominant_frequency, tone
-from fakes import FakeEngines
+from fakes import FakeEngines, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -103,14 +103,6 @@ async def browser_like_offer(slots: int = 1, data_channel: bool = True) -> str:
     sdp = pc.localDescription.sdp
     await pc.close()
     return sdp
-
-
-async def wait_until(predicate, timeout: float, poll: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(poll)
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ Audio reaches the engine at 16 kHz in ``engine_chunk_s`` blocks through a bounde
 engine falls ``max_engine_input_s`` behind; nothing is queued while models load, so a slow start does not turn into
 permanent delay). When the speaker's audio stops arriving (a dropped network, a browser that stops sending) for
 ``engine_input_stall_s``, the engine is told the speech ended: the sentence it heard is translated now rather than
-whenever audio comes back, and the stall is counted and logged. Each clause's lag (its first source word heard -> its first translated audio) is measured; what
-the lag means for the picture is the video policy's business (``composed.VideoPolicy``).
+whenever audio comes back, and the stall is counted and logged. Each clause's lag (its first source word heard -> its
+first translated audio) is measured; what the lag means for the picture is the video policy's business
+(``composed.VideoPolicy``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from ...speech import SpeechEngine, SpeechModels
 
 log = logging.getLogger(__name__)
+
+LATE_TIMER_S = 0.25
+"""A stall timer firing this much later than asked means the event loop was held up, not the speaker: wait again."""
 
 
 class SpeechEngineLike(Protocol):
@@ -229,7 +233,7 @@ class EngineRunner:
                     await self._wake.wait()
                 return False
             except TimeoutError:
-                if time.monotonic() - asked > self._stall_s + 0.25:
+                if time.monotonic() - asked > self._stall_s + LATE_TIMER_S:
                     continue
             self._stalled = True
             self.input_stalls += 1
