@@ -349,6 +349,7 @@ def test_event_listeners_hear_their_language_with_captions_and_server_cpu_flat(n
         vocab = {code: _words(captions[code]) for code in (*TARGETS, "en")}
         own = {code: words - set().union(*(v for c, v in vocab.items() if c != code)) for code, words in vocab.items()}
         overlap = heard_own[lang] = {code: len(_words(text) & words) for code, words in own.items()}
+        print(f"Whisper on a {lang} listener: own words per channel {overlap}; heard {text[:300]!r}")
         # one word of another channel's is chance, not its speech: with one core of two taken Whisper heard the pt
         # channel as "bem sido feito, a mesma. E por sido feito, à mesma. e porra." (pt 0, es 1) while every
         # channel carried its own translator (the event status said so) with 19 clauses out each
