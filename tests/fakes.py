@@ -303,10 +303,13 @@ class Blocking(Synthesizer):
         return np.full(self.sample_rate // 2, 0.1, np.float32)
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float, poll: float = 0.05) -> None:
-    """Let the event loop run until ``predicate()`` holds; AssertionError after ``timeout`` seconds."""
+async def wait_until(
+    predicate: Callable[[], object], timeout: float, poll: float = 0.05, explain: Callable[[], object] | None = None
+) -> None:
+    """Let the event loop run until ``predicate()`` holds; AssertionError after ``timeout`` seconds, its message
+    ending with ``explain()`` (what was seen instead) when given."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError("condition not met in time" + (f": {explain()}" if explain else ""))
         await asyncio.sleep(poll)
