@@ -7,6 +7,7 @@ of runs decides nothing.
 
     python -m benchmarks.ab_speech --rounds 3
     python -m benchmarks.ab_speech --rounds 3 --variant asr_margin_s=0.4 --variant pause_commit=false
+    python -m benchmarks.ab_speech --rounds 3 --variant clauses.max_words=4,asr_step_s=0.75
 """
 
 from __future__ import annotations
@@ -17,22 +18,33 @@ import json
 import os
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rt_f2f.speech import SpeechConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "en_sample.wav"
 CANDIDATE = {"pause_commit": True, "asr_margin_s": 0.5}  # commits at pauses with a tighter margin (session 4)
 
 
 def parse_setting(text: str) -> tuple[str, bool | float | int | str]:
-    """``name=value`` for a scalar SpeechConfig field, the value parsed as that field's type."""
+    """``name=value`` for a scalar SpeechConfig field, or ``clauses.name=value`` for one of its ClauseConfig's, the
+    value parsed as that field's type."""
+    from rt_f2f.clauses import ClauseConfig
     from rt_f2f.speech import SpeechConfig
 
     name, _, raw = text.partition("=")
-    kinds = {f.name: f.type for f in fields(SpeechConfig)}
-    if name not in kinds or not raw:
-        raise SystemExit(f"ab_speech: '{text}' is not NAME=VALUE for a SpeechConfig field ({', '.join(kinds)})")
-    kind = kinds[name]
+    owner, _, leaf = name.rpartition(".")
+    holder = {"": SpeechConfig, "clauses": ClauseConfig}.get(owner)
+    kinds = {f.name: f.type for f in fields(holder)} if holder else {}
+    if leaf not in kinds or not raw:
+        names = ", ".join(f.name for f in fields(SpeechConfig))
+        raise SystemExit(
+            f"ab_speech: '{text}' is not NAME=VALUE for a SpeechConfig field ({names}) or clauses.NAME=VALUE"
+        )
+    kind = kinds[leaf]
     if kind == "bool":
         return name, raw.lower() in ("1", "true", "yes", "on")
     if kind.startswith("float"):
@@ -42,10 +54,19 @@ def parse_setting(text: str) -> tuple[str, bool | float | int | str]:
     return name, raw
 
 
+def apply_settings(base: SpeechConfig, settings: dict[str, bool | float | int | str]) -> SpeechConfig:
+    """``base`` with the settings of one variant (``clauses.`` names change its ClauseConfig)."""
+    clauses = {k.partition(".")[2]: v for k, v in settings.items() if k.startswith("clauses.")}
+    top = {k: v for k, v in settings.items() if not k.startswith("clauses.")}
+    return replace(base, **top, **({"clauses": replace(base.clauses, **clauses)} if clauses else {}))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--variant", action="append", default=[], help="NAME=VALUE against the defaults (repeat)")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="NAME=VALUE[,NAME=VALUE...] against the defaults (repeat)"
+    )
     parser.add_argument("--out", type=Path, help="write every run's figures as JSON")
     args = parser.parse_args(argv)
 
@@ -60,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     reference = " ".join(SAMPLE.with_suffix(".pt.txt").read_text().split())
     base = SpeechConfig(source="en", target="pt")
     variants = {"defaults": base}
-    changes = [dict([parse_setting(v)]) for v in args.variant] or [CANDIDATE]
+    changes = [dict(parse_setting(part) for part in v.split(",")) for v in args.variant] or [CANDIDATE]
     for change in changes:
-        variants[", ".join(f"{k}={v}" for k, v in change.items())] = replace(base, **change)
+        variants[", ".join(f"{k}={v}" for k, v in change.items())] = apply_settings(base, change)
     engine = SpeechEngine(base)
     engine.load()
     warm = samples[: ENGINE_RATE * 2]  # one-time costs (model warm-up, caches) are paid before any measured run

@@ -164,3 +164,19 @@ def test_loopback_ice_is_undone_after_the_bench() -> None:
     with pytest.raises(RuntimeError), loopback_ice():
         raise RuntimeError("a failed run")
     assert aioice.ice.get_host_addresses is original
+
+
+def test_ab_speech_variants_set_speech_and_clause_fields() -> None:
+    from benchmarks.ab_speech import apply_settings, parse_setting
+    from rt_f2f.speech import SpeechConfig
+
+    base = SpeechConfig(source="en", target="pt")
+    settings = dict(parse_setting(part) for part in "clauses.max_words=4,asr_step_s=0.75,tts_priority=off".split(","))
+    assert settings == {"clauses.max_words": 4, "asr_step_s": 0.75, "tts_priority": False}
+    config = apply_settings(base, settings)
+    assert (config.clauses.max_words, config.asr_step_s, config.tts_priority) == (4, 0.75, False)
+    assert config.clauses.comma_min_words == base.clauses.comma_min_words  # the rest of the ClauseConfig is kept
+    assert apply_settings(base, {"asr_margin_s": 0.5}).clauses == base.clauses
+    for bad in ("clauses.nope=1", "nope=1", "asr_step_s=", "voices.max_words=3"):
+        with pytest.raises(SystemExit, match="NAME=VALUE"):
+            parse_setting(bad)
