@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from rt_f2f.speech import SpeechConfig
+    from rt_f2f.speech import SpeechConfig, SpeechModels
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "en_sample.wav"
 CANDIDATE = {"pause_commit": True, "asr_margin_s": 0.5}  # commits at pauses with a tighter margin (session 4)
@@ -61,6 +62,29 @@ def apply_settings(base: SpeechConfig, settings: dict[str, bool | float | int | 
     return replace(base, **top, **({"clauses": replace(base.clauses, **clauses)} if clauses else {}))
 
 
+# the SpeechConfig fields load_models reads: variants that differ in one of these need models of their own
+MODEL_FIELDS = ("source", "target", "asr_model", "mt_model", "tts_backend", "voice_conversion")
+
+
+class VariantModels:
+    """Loaded models per distinct model setting, so variants that differ only in policy share one load (and one
+    warm-up) while a variant naming another voice or recogniser is measured with it, not with the defaults'."""
+
+    def __init__(
+        self, load: Callable[[SpeechConfig], SpeechModels], warm: Callable[[SpeechConfig, SpeechModels], None]
+    ) -> None:
+        self.load = load
+        self.warm = warm  # one-time costs (model warm-up, caches) are paid before any measured run
+        self.loaded: dict[tuple, SpeechModels] = {}
+
+    def __call__(self, config: SpeechConfig) -> SpeechModels:
+        key = tuple(getattr(config, name) for name in MODEL_FIELDS)
+        if key not in self.loaded:
+            self.loaded[key] = self.load(config)
+            self.warm(config, self.loaded[key])
+        return self.loaded[key]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -74,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from rt_f2f.audio import read_audio
     from rt_f2f.rates import ENGINE_RATE
     from rt_f2f.recording import build_report, translate_recording
-    from rt_f2f.speech import SpeechConfig, SpeechEngine
+    from rt_f2f.speech import SpeechConfig, SpeechEngine, load_models
     from rt_f2f.waterfall import stage_shares
 
     samples = read_audio(SAMPLE, ENGINE_RATE)
@@ -84,15 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     changes = [dict(parse_setting(part) for part in v.split(",")) for v in args.variant] or [CANDIDATE]
     for change in changes:
         variants[", ".join(f"{k}={v}" for k, v in change.items())] = apply_settings(base, change)
-    engine = SpeechEngine(base)
-    engine.load()
-    warm = samples[: ENGINE_RATE * 2]  # one-time costs (model warm-up, caches) are paid before any measured run
-    asyncio.run(translate_recording(SpeechEngine(base, engine.models), warm, realtime=False))
+    warm = samples[: ENGINE_RATE * 2]
+    models = VariantModels(
+        load_models,
+        lambda config, loaded: asyncio.run(translate_recording(SpeechEngine(config, loaded), warm, realtime=False)),
+    )
+    for config in variants.values():
+        models(config)
     runs: list[dict] = []
     for round_ in range(args.rounds):
         for label, config in variants.items():
             load = os.getloadavg()[0]
-            live = asyncio.run(translate_recording(SpeechEngine(config, engine.models), samples, realtime=True))
+            live = asyncio.run(translate_recording(SpeechEngine(config, models(config)), samples, realtime=True))
             report = build_report(live, config, str(SAMPLE))
             spans = [c.ear_voice_span for c in live.clauses if c.ear_voice_span is not None]
             run = {

@@ -180,3 +180,38 @@ def test_ab_speech_variants_set_speech_and_clause_fields() -> None:
     for bad in ("clauses.nope=1", "nope=1", "asr_step_s=", "voices.max_words=3"):
         with pytest.raises(SystemExit, match="NAME=VALUE"):
             parse_setting(bad)
+
+
+def test_ab_speech_variants_naming_other_models_get_their_own() -> None:
+    """A variant that names another voice is measured with that voice: models are shared only between variants
+    whose model settings agree (once a tts_backend variant silently ran with the defaults' Kokoro)."""
+    from benchmarks.ab_speech import VariantModels, apply_settings
+    from rt_f2f.speech import SpeechConfig
+
+    loads: list[tuple[str | None, bool]] = []
+    warmed: list[object] = []
+
+    def load(config: SpeechConfig) -> object:
+        loads.append((config.tts_backend, config.voice_conversion))
+        return object()
+
+    models = VariantModels(load, lambda config, loaded: warmed.append(loaded))  # type: ignore[arg-type]
+    base = SpeechConfig(source="en", target="pt")
+    defaults = models(base)
+    assert models(apply_settings(base, {"clauses.max_words": 4, "asr_margin_s": 0.45})) is defaults
+    piper = models(apply_settings(base, {"tts_backend": "piper"}))
+    assert piper is not defaults
+    assert models(apply_settings(base, {"tts_backend": "piper", "asr_step_s": 0.75})) is piper
+    assert models(apply_settings(base, {"voice_conversion": False})) not in (defaults, piper)
+    assert loads == [(None, True), ("piper", True), (None, False)]
+    assert warmed == list(models.loaded.values())  # each load warmed once, before any measured run
+
+
+def test_piper_proxy_voice_reads_the_target_language_with_the_installed_voice() -> None:
+    from benchmarks.piper_proxy import proxy_voice
+    from rt_f2f.tts.piper import DEFAULT_VOICE, PiperSynthesizer
+
+    synth = proxy_voice("pt")
+    audio = synth.synthesize("Bom dia a todos.", "pt")
+    assert audio.size > synth.sample_rate * 0.3 and float(abs(audio).max()) > 0.05
+    assert "en" in synth.languages and "pt" not in PiperSynthesizer(DEFAULT_VOICE).languages  # only the proxy
