@@ -145,6 +145,20 @@ def voice_summary(engine: SpeechEngine) -> dict[str, Any]:
     }
 
 
+def clause_count(records: list[ClauseRecord], rows: list[ClauseWaterfall]) -> dict[str, Any]:
+    """Every clause the segmenter cut and whether its speech reached the output. The engine drops nothing on
+    purpose; a clause without speech (a stage that lost it) is named here with the last stage it reached, so no
+    loss is silent."""
+    heard = {r.clause_id for r in records if r.output_start is not None}
+    lost = [row for row in rows if row.clause_id not in heard]
+    return {
+        "cut": len(rows),
+        "heard": len(heard),
+        "dropped": len(lost),
+        "dropped_clauses": [{"id": row.clause_id, "source": row.text, "reached": row.reached} for row in lost],
+    }
+
+
 def build_report(run: SpeechRun, config: SpeechConfig, input_path: str) -> dict[str, Any]:
     evs = [r.ear_voice_span for r in run.clauses if r.ear_voice_span is not None]
     summary = run.log.summary()
@@ -157,6 +171,7 @@ def build_report(run: SpeechRun, config: SpeechConfig, input_path: str) -> dict[
         "wall_seconds": run.wall,
         "transcript": " ".join(c.text for c in run.source_captions).strip(),
         "translation": " ".join(r.translation for r in run.clauses).strip(),
+        "clause_count": clause_count(run.clauses, run.waterfall),
         "clauses": [
             {
                 "id": r.clause_id,

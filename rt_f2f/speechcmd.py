@@ -23,6 +23,13 @@ def summary_lines(report: dict[str, Any], out: str, seconds: float, target: str)
         f"transcript:  {report['transcript']}",
         f"translation: {report['translation']}",
     ]
+    count = report["clause_count"]
+    kept = f"clauses: {count['heard']} of {count['cut']} heard, {count['dropped']} dropped"
+    if count["dropped"]:
+        kept += (
+            " (" + "; ".join(f"{c['source']!r} stopped after {c['reached']}" for c in count["dropped_clauses"]) + ")"
+        )
+    lines.append(kept)
     evs = report["ear_voice_span"]
     if not evs["n"]:
         return lines

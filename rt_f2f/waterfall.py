@@ -45,6 +45,11 @@ class ClauseWaterfall:
     def ear_voice_span(self) -> float | None:
         return None if self.placed is None else self.placed - self.first_word_end
 
+    @property
+    def reached(self) -> str:
+        """The last milestone this clause got to ("segmented": cut into a clause, nothing after)."""
+        return next((mark for mark, _ in reversed(MARKS) if getattr(self, mark) is not None), "segmented")
+
     def intervals(self) -> dict[str, float]:
         """Each stage's share in seconds (only between marks that exist); they add up to the ear-voice span."""
         out: dict[str, float] = {}

@@ -37,6 +37,9 @@ def test_speech_command_translates_and_reads_back(tmp_path: Path, short_clip: Pa
     report = json.loads(report_path.read_text())
     assert "young man" in report["transcript"].lower()
     assert "jovem" in report["translation"].lower()
+    count = report["clause_count"]
+    assert count["cut"] == count["heard"] == len(report["clauses"]) >= 1 and count["dropped"] == 0
+    assert f"clauses: {count['heard']} of {count['cut']} heard, 0 dropped" in capsys.readouterr().out
     assert {"vad", "asr", "mt", "tts"} <= set(report["latency"])
     # 3 s is under the enrolment minimum: conversion passes speech through, and says so
     assert "vc:passthrough" in report["latency"] and report["voice_conversion"]["chunks_passed_through"] >= 1
@@ -156,6 +159,7 @@ def test_printed_latency_says_whether_it_is_live_or_computation_unaware(mode) ->
         "mode": mode,
         "transcript": "hello",
         "translation": "olá",
+        "clause_count": {"cut": 3, "heard": 3, "dropped": 0, "dropped_clauses": []},
         "ear_voice_span": {"p50": -0.4, "p95": 0.2, "n": 3},
         "waterfall": {"stage_share": {"asr": {"p50": 0.5}, "tts": {"p50": 0.25}}},
     }
@@ -192,3 +196,24 @@ def test_full_sample_converts_voice_once_enrolled(tmp_path: Path, whisper_base, 
 
 def unaccented(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+
+
+def test_a_clause_that_never_reaches_the_output_is_counted_and_named() -> None:
+    from rt_f2f.recording import clause_count
+    from rt_f2f.waterfall import ClauseWaterfall
+
+    rows = [
+        ClauseWaterfall(i, text, i + 0.2, i + 0.9, asr_commit=i + 1.5) for i, text in enumerate(("a b", "c d", "e f"))
+    ]
+    rows[0].mt_done, rows[0].tts_first, rows[0].placed = 1.6, 2.0, 2.1
+    rows[1].mt_done = 2.6  # translated, then lost before any speech
+    records = [
+        ClauseRecord(0, "a b", 0.0, 0.9, 0.2, "x", 2.0, 2.1, 2.6),
+        ClauseRecord(2, "e f", 2.0, 2.9, 2.2, "z", 4.0),
+    ]
+    place(records, realtime=True)
+    count = clause_count(records, rows)
+    assert (count["cut"], count["heard"], count["dropped"]) == (3, 2, 1)
+    assert count["dropped_clauses"] == [{"id": 1, "source": "c d", "reached": "mt_done"}]
+    report = {"transcript": "", "translation": "", "mode": "fast", "clause_count": count, "ear_voice_span": {"n": 0}}
+    assert "clauses: 2 of 3 heard, 1 dropped ('c d' stopped after mt_done)" in summary_lines(report, "o.wav", 1.0, "pt")
